@@ -1,0 +1,1 @@
+"""Dropout (Srivastava et al., JMLR 2014)."""
