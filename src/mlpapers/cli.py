@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-from mlpapers.config import ConfigError, load_params
+from mlpapers.config import ConfigError
 
 log = logging.getLogger("mlpapers")
 
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     t0 = time.perf_counter()
+    if os.environ.get("MLPAPERS_NUM_THREADS"):  # results are repeatable for a fixed thread count
+        import torch
+
+        torch.set_num_threads(int(os.environ["MLPAPERS_NUM_THREADS"]))
     from mlpapers.data.fetch import FetchError
     from mlpapers.train import NonFiniteLossError
 

@@ -40,7 +40,7 @@ def versions() -> dict[str, str]:
 
     return {
         "mlpapers": mlpapers.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
