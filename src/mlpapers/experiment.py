@@ -60,7 +60,10 @@ EXPERIMENTS: dict[str, str] = {
     "dropout_toy": "mlpapers.papers.dropout.experiments:TOY",
     "dropout_mnist": "mlpapers.papers.dropout.experiments:MNIST",
     # FoX experiments:
+    "fox": "mlpapers.papers.fox.experiments:FOX",
     # Seq2Seq experiments:
+    "seq2seq_multi30k": "mlpapers.papers.seq2seq.experiments:MULTI30K",
+    "seq2seq_reverse": "mlpapers.papers.seq2seq.experiments:REVERSE",
 }
 
 # order of sections in the README results

@@ -106,7 +106,11 @@ DATASETS: dict[str, Dataset] = {
                 RemoteFile("wiki.valid.tokens", "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8", 1121681, archive=Archive(_WT2, "wikitext-2/wiki.valid.tokens", None)),
                 RemoteFile("wiki.test.tokens", "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0", 1256449, archive=Archive(_WT2, "wikitext-2/wiki.test.tokens", None)),
             ),
-            note="the training split (wiki.train.tokens) is not in the offline mirror; its hash is added when it can be fetched",
+            note="the training split (wiki.train.tokens, same archive; fox.data.corpus: wikitext2 needs it) is not in "
+                 "the offline mirror and its SHA-256 could not be verified here, so it is not registered: download "
+                 "the archive yourself (d2l lists the archive's SHA-1 as 3c914d17d80b1459be871a5039ac23e752a53cbe) "
+                 "and place wiki.train.tokens in data/raw/wikitext-2/. These are the tokenized v1 files; the seed "
+                 "named the raw version (wikitext-2-raw-v1.zip), equally unavailable offline",
         ),
     ]
 }

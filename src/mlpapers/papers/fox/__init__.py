@@ -1,0 +1,1 @@
+"""Forgetting Transformer (Lin et al., ICLR 2025)."""
