@@ -57,7 +57,7 @@ def toy_markdown(paths: Paths) -> str:
 def mnist_markdown(paths: Paths) -> str:
     m = read_json(paths.metrics / "dropout_mnist.json")
     pct = lambda s: fmt_mean_std(s, 2, 100)  # noqa: E731
-    sizes = [k for k in m["plain"]]
+    sizes = sorted(m["plain"], key=lambda k: int(k[1:]))  # "n100", "n300", ... by N
     n_seeds = m["plain"][sizes[0]]["test_error"]["n"]
     lines = [
         "### Dropout: effect of training-set size on MNIST (paper Section 7.4, Fig. 10)",
