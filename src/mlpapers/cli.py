@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,10 +17,13 @@ log = logging.getLogger("mlpapers")
 
 
 def _experiment(args):
-    from mlpapers.experiment import Paths, get_experiment, load_config
+    from mlpapers.experiment import Paths, get_experiment, load_compute, load_config
+    from mlpapers.runner import apply_threads
 
     exp = get_experiment(args.experiment)
-    return exp, load_config(exp, args.params), Paths(Path(args.root))
+    cfg, compute = load_config(exp, args.params), load_compute(args.params)
+    apply_threads(compute)  # one shared setting for every paper's stages
+    return exp, cfg, Paths(Path(args.root), compute)
 
 
 def cmd_fetch(args) -> None:
@@ -46,9 +48,12 @@ def cmd_datasets(args) -> None:
 def cmd_check_params(args) -> None:
     from mlpapers.experiment import EXPERIMENTS, get_experiment, load_config
 
+    from mlpapers.experiment import load_compute
+
+    load_compute(args.params)
     for name in EXPERIMENTS:
         load_config(get_experiment(name), args.params)
-    print(f"{args.params}: {len(EXPERIMENTS)} sections valid")
+    print(f"{args.params}: compute + {len(EXPERIMENTS)} sections valid")
 
 
 def cmd_prepare(args) -> None:
@@ -128,10 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     t0 = time.perf_counter()
-    if os.environ.get("MLPAPERS_NUM_THREADS"):  # results are repeatable for a fixed thread count
-        import torch
-
-        torch.set_num_threads(int(os.environ["MLPAPERS_NUM_THREADS"]))
     from mlpapers.data.fetch import FetchError
     from mlpapers.train import NonFiniteLossError
 

@@ -18,6 +18,22 @@ import yaml
 T = TypeVar("T")
 
 
+class FrozenDict(dict):
+    """A read-only dict for mapping-valued params (variants, models): picklable, so a config can
+    travel to the worker processes that train seeds side by side, unlike ``MappingProxyType``."""
+
+    def _readonly(self, *args, **kwargs):
+        raise TypeError("config mappings are read-only; change params.yaml instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self) -> int:  # frozen dataclasses holding one stay hashable
+        return hash(tuple(sorted(self.items(), key=lambda kv: str(kv[0]))))
+
+
 class ConfigError(ValueError):
     """A params.yaml section does not match its dataclass."""
 
@@ -90,7 +106,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin in (dict, collections.abc.Mapping):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return types.MappingProxyType({k: _convert(args[1], v, f"{where}.{k}") for k, v in value.items()})
+        return FrozenDict({k: _convert(args[1], v, f"{where}.{k}") for k, v in value.items()})
     if tp is Any:
         return value
     if tp is float:
@@ -119,4 +135,4 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["ConfigError", "load_params", "load_section", "from_dict", "to_dict"]
+__all__ = ["ConfigError", "FrozenDict", "load_params", "load_section", "from_dict", "to_dict"]

@@ -13,13 +13,20 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mlpapers.config import load_section
+from mlpapers.runner import DEFAULT_COMPUTE, Compute
 
 
 @dataclass(frozen=True)
 class Paths:
-    """Where stages read and write, relative to the repository root."""
+    """Where stages read and write (relative to the repository root), and the compute
+    (``compute`` section of params.yaml: threads, parallel workers) they may use."""
 
     root: Path = Path(".")
+    compute: Compute = DEFAULT_COMPUTE
+
+    def checkpoint(self, experiment: str, variant: str, key: str) -> Path:
+        """``models/<experiment>/<variant>/<key>.pt``, e.g. key ``seed0`` or ``n100_seed0``."""
+        return self.models / experiment / variant / f"{key}.pt"
 
     @property
     def raw(self) -> Path:
@@ -79,3 +86,8 @@ def get_experiment(name: str) -> Experiment:
 
 def load_config(exp: Experiment, params: str | Path = "params.yaml") -> Any:
     return load_section(exp.config, exp.name, params)
+
+
+def load_compute(params: str | Path = "params.yaml") -> Compute:
+    """The shared ``compute`` section (threads per process, parallel workers)."""
+    return load_section(Compute, "compute", params)

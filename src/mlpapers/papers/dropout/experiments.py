@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Literal, Mapping
@@ -22,6 +23,7 @@ from mlpapers.papers.dropout import report
 from mlpapers.papers.dropout.model import MLP
 from mlpapers.papers.dropout.task import (ClassifierTask, accuracy, read_idx, read_mnist_csv,
                                           to_inputs, two_moons)
+from mlpapers.runner import parallel_map, write_history
 from mlpapers.train import TrainConfig, fit, load_checkpoint, save_checkpoint
 from mlpapers.utils import mean_std, resolve_device, seed_everything, write_csv, write_json
 
@@ -93,19 +95,22 @@ def toy_data(cfg: ToyConfig, seed: int):
     return (torch.from_numpy(x), torch.from_numpy(y)), (torch.from_numpy(xt), torch.from_numpy(yt))
 
 
-def train_toy(cfg: ToyConfig, variant: str, paths: Paths) -> None:
+def train_toy_seed(cfg: ToyConfig, variant: str, paths: Paths, seed: int) -> list[dict]:
+    """One seed: its own data, init and batch order; checkpoint written, history returned."""
     mcfg = cfg.models[variant]
-    rows = []
-    for seed in cfg.seeds:
-        seed_everything(seed)
-        train, test = toy_data(cfg, seed)
-        model = build_mlp(mcfg, 2, 2)
-        task = ClassifierTask(model, *train, cfg.train.batch_size, mcfg.max_norm, {"train": train, "test": test})
-        history = fit(task, cfg.train, seed=seed, desc=f"dropout_toy/{variant}/seed{seed}")
-        rows += [{"seed": seed, **r} for r in history]
-        save_checkpoint(paths.models / "dropout_toy" / variant / f"seed{seed}.pt", model,
-                        model_config=mcfg, train_config=cfg.train, seed=seed)
-    write_csv(paths.plots / "dropout_toy" / f"history_{variant}.csv", rows)
+    seed_everything(seed)
+    train, test = toy_data(cfg, seed)
+    model = build_mlp(mcfg, 2, 2)
+    task = ClassifierTask(model, *train, cfg.train.batch_size, mcfg.max_norm, {"train": train, "test": test})
+    history = fit(task, cfg.train, seed=seed, desc=f"dropout_toy/{variant}/seed{seed}")
+    save_checkpoint(paths.checkpoint("dropout_toy", variant, f"seed{seed}"), model,
+                    model_config=mcfg, train_config=cfg.train, seed=seed)
+    return [{"seed": seed, **r} for r in history]
+
+
+def train_toy(cfg: ToyConfig, variant: str, paths: Paths) -> None:
+    per_seed = parallel_map(functools.partial(train_toy_seed, cfg, variant, paths), cfg.seeds, paths.compute)
+    write_history(paths.plots / "dropout_toy" / f"history_{variant}.csv", sum(per_seed, []), paths.root)
 
 
 def evaluate_toy(cfg: ToyConfig, paths: Paths) -> None:
@@ -163,21 +168,25 @@ def subset(n_total: int, n: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(10_000 + seed).permutation(n_total)[:n])
 
 
-def train_mnist(cfg: MnistConfig, variant: str, paths: Paths) -> None:
+def train_mnist_job(cfg: MnistConfig, variant: str, paths: Paths, job: tuple[int, int]) -> list[dict]:
+    """One (N, seed) job: a seeded random training set of N images, one net trained on it."""
+    n, seed = job
     mcfg = cfg.models[variant]
     (x, y), _ = mnist_arrays(paths)
-    rows = []
-    for n in cfg.data.sizes:
-        for seed in cfg.seeds:
-            seed_everything(seed)
-            idx = subset(len(x), n, seed)
-            model = build_mlp(mcfg, 784, 10)
-            task = ClassifierTask(model, x[idx], y[idx], cfg.train.batch_size, mcfg.max_norm, {})
-            history = fit(task, cfg.train, seed=seed, desc=f"dropout_mnist/{variant}/n{n}/seed{seed}")
-            rows += [{"n": n, "seed": seed, **r} for r in history]
-            save_checkpoint(paths.models / "dropout_mnist" / variant / f"n{n}_seed{seed}.pt", model,
-                            model_config=mcfg, train_config=cfg.train, seed=seed, n=n)
-    write_csv(paths.plots / "dropout_mnist" / f"history_{variant}.csv", rows)
+    seed_everything(seed)
+    idx = subset(len(x), n, seed)
+    model = build_mlp(mcfg, 784, 10)
+    task = ClassifierTask(model, x[idx], y[idx], cfg.train.batch_size, mcfg.max_norm, {})
+    history = fit(task, cfg.train, seed=seed, desc=f"dropout_mnist/{variant}/n{n}/seed{seed}")
+    save_checkpoint(paths.checkpoint("dropout_mnist", variant, f"n{n}_seed{seed}"), model,
+                    model_config=mcfg, train_config=cfg.train, seed=seed, n=n)
+    return [{"n": n, "seed": seed, **r} for r in history]
+
+
+def train_mnist(cfg: MnistConfig, variant: str, paths: Paths) -> None:
+    jobs = [(n, seed) for n in cfg.data.sizes for seed in cfg.seeds]
+    per_job = parallel_map(functools.partial(train_mnist_job, cfg, variant, paths), jobs, paths.compute)
+    write_history(paths.plots / "dropout_mnist" / f"history_{variant}.csv", sum(per_job, []), paths.root)
 
 
 def evaluate_mnist(cfg: MnistConfig, paths: Paths) -> None:

@@ -67,7 +67,6 @@ class Multi30kData:
 @dataclass(frozen=True)
 class Multi30kConfig:
     seeds: tuple[int, ...]
-    threads: int  # torch CPU threads (1 avoids OpenMP contention on a shared 2-core machine)
     data: Multi30kData
     models: Mapping[str, ModelConfig]  # variant -> model; "baseline" is the fixed-vector model
     train: TrainConfig
@@ -97,7 +96,6 @@ class ReverseData:
 @dataclass(frozen=True)
 class ReverseConfig:
     seeds: tuple[int, ...]
-    threads: int
     data: ReverseData
     models: Mapping[str, ModelConfig]
     train: TrainConfig
@@ -156,7 +154,6 @@ def load_prepared(paths: Paths):
 
 
 def train_multi30k(cfg: Multi30kConfig, variant: str, paths: Paths) -> None:
-    torch.set_num_threads(cfg.threads)
     vde, ven, splits = load_prepared(paths)
     mcfg, rows = cfg.models[variant], []
     for seed in cfg.seeds:
@@ -181,7 +178,6 @@ def bucket_name(n: int, edges: tuple[int, ...]) -> str:
 
 
 def evaluate_multi30k(cfg: Multi30kConfig, paths: Paths) -> None:
-    torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.train.device)
     vde, ven, splits = load_prepared(paths)
     cut = cfg.data.test_limit or None
@@ -244,7 +240,6 @@ def evaluate_multi30k(cfg: Multi30kConfig, paths: Paths) -> None:
 
 
 def train_reverse(cfg: ReverseConfig, variant: str, paths: Paths) -> None:
-    torch.set_num_threads(cfg.threads)
     mcfg, d, rows = cfg.models[variant], cfg.data, []
     vocab = 4 + d.n_symbols
     for seed in cfg.seeds:
@@ -265,7 +260,6 @@ def reversal_test_set(d: ReverseData):
 
 
 def evaluate_reverse(cfg: ReverseConfig, paths: Paths) -> None:
-    torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.train.device)
     d = cfg.data
     tests = reversal_test_set(d)
