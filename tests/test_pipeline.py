@@ -74,6 +74,14 @@ def test_second_repro_is_a_noop(repo):
     print(f"no-op dvc repro: {time.perf_counter() - t0:.1f} s")
 
 
+def test_forced_rerun_with_same_params_changes_no_tracked_byte(repo):
+    d, env, _ = repo
+    stages = ["dropout_toy_train@plain", "dropout_toy_evaluate", "dropout_toy_plot", "report"]
+    out = run([BIN / "dvc", "repro", "-f", "--single-item", *stages], d, env).stdout
+    assert stages_run(out) == set(stages)
+    assert run(["git", "status", "--porcelain"], d, env).stdout == ""  # dvc.lock, CSVs, PNG, README identical
+
+
 def test_verify_passes_then_catches_a_tampered_metric(repo):
     d, env, _ = repo
     assert run([BIN / "mlpapers", "verify"], d, env, check=False).returncode == 0
