@@ -189,14 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     t0 = time.perf_counter()
-    if os.environ.get("DVC_STAGE"):  # a stage's outputs are written only by a live stage
-        from mlpapers.lifeline import die_with_parent
+    from mlpapers.lifeline import Terminated, die_with_parent, raise_on_sigterm
 
-        die_with_parent()
-    from mlpapers.lifeline import Terminated, raise_on_sigterm
-
-    raise_on_sigterm()
+    previous = raise_on_sigterm()
     try:
+        if os.environ.get("DVC_STAGE"):  # a stage's outputs are written only by a live stage
+            die_with_parent()
         rc = args.func(args) or 0
     except (KeyboardInterrupt, Terminated) as e:
         print(f"mlpapers {args.command}: stopped ({'interrupted' if isinstance(e, KeyboardInterrupt) else e}); "
@@ -214,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
             msg += f"; {_save_traceback(e, Path(getattr(args, 'root', '.')))}"
         print(f"mlpapers {args.command}: error: {msg}", file=sys.stderr)
         return rc
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
     log.info("%s done in %.1f s", args.command, time.perf_counter() - t0)
     return rc
 

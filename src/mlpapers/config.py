@@ -166,8 +166,17 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
         except ParamError as e:
             raise ConfigError(f"{where}.{e.key}: {e.message}") from None
         except (ValueError, TypeError, ZeroDivisionError) as e:
-            raise ConfigError(f"{where}: {e}") from None
+            raise ConfigError(_name_field(str(e), where, fields)) from None
     return obj
+
+
+def _name_field(message: str, where: str, fields: set[str]) -> str:
+    """'threads must be in [1, 256], got 0' from section 'compute' -> 'compute.threads must be ...':
+    a validate() message that starts with one of its fields names the full dotted key."""
+    head = message.split(" ", 1)[0].rstrip(":,")
+    if head in fields:
+        return f"{where}.{message}"
+    return f"{where}: {message}"
 
 
 def _check_seeds(seeds: Any, where: str) -> None:

@@ -26,14 +26,15 @@ class Terminated(BaseException):
     """SIGTERM arrived (e.g. the parent dvc died); not an ``Exception`` so nothing swallows it."""
 
 
-def raise_on_sigterm() -> None:
+def raise_on_sigterm():
+    """SIGTERM -> ``Terminated`` in the main thread; returns the previous handler (to restore)."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
 
     def handler(signum, frame):
         raise Terminated("SIGTERM")
 
-    signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _ppid(pid: int) -> int | None:
@@ -76,7 +77,7 @@ def _alive(pid: int) -> bool:
     return state != ["Z"]  # a zombie has died
 
 
-def die_with_parent(poll_s: float = 1.0) -> None:
+def die_with_parent(poll_s: float = 1.0, grace_s: float = 5.0) -> None:
     """SIGTERM this process when its parent or its ``dvc`` ancestor dies (Linux; elsewhere a no-op)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -94,6 +95,7 @@ def die_with_parent(poll_s: float = 1.0) -> None:
             if os.getppid() != parent or not all(_alive(p) for p in watched):
                 log.error("the parent process (dvc) died; stopping so no output is written after it")
                 os.kill(os.getpid(), signal.SIGTERM)
-                return
+                time.sleep(grace_s)  # e.g. a process pool waiting for its jobs: do not wait for them
+                os._exit(143)
 
     threading.Thread(target=watch, name="mlpapers-lifeline", daemon=True).start()
