@@ -1,0 +1,761 @@
+"""The bad-input table (issue 10): >= 100 hostile-but-realistic inputs and faults, one row each.
+
+    python scripts/bad_inputs.py            # every case; prints the table and a summary
+    python scripts/bad_inputs.py -k seeds   # only cases whose name contains 'seeds'
+    python scripts/bad_inputs.py --markdown table.md
+
+Each case mutates a fresh copy of a tiny workspace (tests/params_tiny.yaml with one worker,
+dropout_toy trained for 6 steps and evaluated), runs one ``mlpapers`` command in a forked
+child (stdout/stderr captured, killed after a timeout) and checks: the exit status; exactly
+one error line and no traceback; that the line names the key or file; that nothing the
+command was not meant to write changed (tracked outputs: everything but logs/).
+
+Outcomes: ``clear error`` (what we want for bad input), ``ok`` (a control or a fault the
+pipeline recovers from, correctly accepted), ``unclear error`` (non-zero exit, but no single
+line naming the key/file), ``traceback``, ``silently wrong`` (bad input accepted: exit 0),
+``hang``, ``lost`` (a tracked output changed or vanished), ``stale case`` (the params key
+the case targets no longer exists: paper params change; not a failure).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import errno
+import hashlib
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+MIRROR = Path(os.environ.get("MLPAPERS_DATA_MIRROR") or ROOT.parent / "shared" / "datasets")
+NAN, INF = float("nan"), float("inf")
+TIMEOUT = 90.0
+STALE = object()
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    cls: str  # the class of bad input
+    argv: list[str]  # mlpapers arguments (--root/--params added where the command takes them)
+    setup: Callable[[Path], Any] | None = None  # mutate the workspace; may return STALE
+    expect: str = "error"  # "error" or "ok"
+    names: tuple[str, ...] = ()  # the error line must contain each ({ws} is the workspace)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    child: Callable[[Path], None] | None = None  # runs in the child before main (monkeypatching)
+    special: Callable[[Path, "Case"], dict] | None = None  # runs instead of the forked CLI
+    check_ok: Callable[[Path], bool] | None = None  # for expect == "ok"
+
+
+# ---------------------------------------------------------------------------- params helpers
+
+TINY = yaml.safe_load((ROOT / "tests" / "params_tiny.yaml").read_text())
+TINY["compute"]["workers"] = 1
+STAGE = {  # a train command per section (bad params must fail before any work)
+    "dropout_toy": ["train", "dropout_toy", "plain"],
+    "dropout_mnist": ["train", "dropout_mnist", "plain"],
+    "fox": ["train", "fox", "transformer"],
+    "seq2seq_multi30k": ["train", "seq2seq_multi30k", "baseline"],
+    "seq2seq_reverse": ["train", "seq2seq_reverse", "baseline"],
+}
+
+
+def write_params(ws: Path, params: dict) -> None:
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def set_param(dotted: str, value: Any) -> Callable[[Path], Any]:
+    def setup(ws: Path):
+        p = copy.deepcopy(TINY)
+        *head, last = dotted.split(".")
+        d = p
+        for k in head:
+            if not isinstance(d, dict) or k not in d:
+                return STALE
+            d = d[k]
+        if not isinstance(d, dict) or last not in d:
+            return STALE
+        d[last] = value
+        write_params(ws, p)
+
+    return setup
+
+
+def raw_params(text: str | bytes) -> Callable[[Path], None]:
+    def setup(ws: Path):
+        (ws / "params.yaml").write_bytes(text.encode() if isinstance(text, str) else text)
+
+    return setup
+
+
+def param_case(dotted: str, value: Any, cls: str = "params: value", command: list[str] | None = None) -> Case:
+    section = dotted.split(".")[0]
+    return Case(f"{dotted}={value!r}", cls, command or STAGE.get(section, ["check-params"]),
+                set_param(dotted, value), names=(dotted,))
+
+
+# ---------------------------------------------------------------------------- file helpers
+
+def mutate(rel: str, fn: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def setup(ws: Path):
+        p = ws / rel
+        p.write_bytes(fn(p.read_bytes()))
+
+    return setup
+
+
+def write(rel: str, data: str | bytes) -> Callable[[Path], None]:
+    def setup(ws: Path):
+        p = ws / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+
+    return setup
+
+
+def remove(rel: str) -> Callable[[Path], None]:
+    def setup(ws: Path):
+        p = ws / rel
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+    return setup
+
+
+def chain(*fns: Callable[[Path], Any]) -> Callable[[Path], Any]:
+    def setup(ws: Path):
+        for f in fns:
+            if f(ws) is STALE:
+                return STALE
+
+    return setup
+
+
+def raw(dataset: str, folder: str | None = None) -> Callable[[Path], None]:
+    """Copy a dataset's files from the offline mirror into ws/data/raw/<dataset>/."""
+    def setup(ws: Path):
+        src, dst = MIRROR / (folder or dataset), ws / "data" / "raw" / dataset
+        dst.mkdir(parents=True, exist_ok=True)
+        for p in src.iterdir():
+            if p.is_file():
+                shutil.copy(p, dst / p.name)
+
+    return setup
+
+
+def flip_byte(data: bytes) -> bytes:
+    b = bytearray(data)
+    b[len(b) // 2] ^= 0xFF
+    return bytes(b)
+
+
+CKPT = "models/dropout_toy/plain/seed0.pt"
+METRICS = "metrics/dropout_toy.json"
+EVAL = ["evaluate", "dropout_toy"]
+
+
+# ---------------------------------------------------------------------------- child hooks
+
+def readonly(folder: str) -> Callable[[Path], None]:
+    def child(ws: Path):
+        real = tempfile.mkstemp
+        target = (ws / folder).resolve()
+
+        def mkstemp(*a, dir=None, **kw):
+            if dir is not None and Path(dir).resolve() == target:
+                raise OSError(errno.EROFS, "Read-only file system", str(dir))
+            return real(*a, dir=dir, **kw)
+
+        tempfile.mkstemp = mkstemp
+
+    return child
+
+
+def disk_full_free(ws: Path) -> None:
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    shutil.disk_usage = lambda p: usage(1 << 30, (1 << 30) - 4096, 4096)
+
+
+def enospc_on_write(ws: Path) -> None:
+    import mlpapers.train
+    import mlpapers.utils
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    mlpapers.utils.atomic_write_bytes = full
+    mlpapers.train.atomic_write_bytes = full
+
+
+def tiny_memory(ws: Path) -> None:
+    import mlpapers.train
+
+    mlpapers.train._available_memory = lambda: 100
+
+
+def registry_with(rf_factory: Callable[[Path], Any]) -> Callable[[Path], None]:
+    def child(ws: Path):
+        from mlpapers.data.registry import DATASETS, Dataset
+
+        DATASETS["evil"] = Dataset("evil", "CC0", "-", (rf_factory(ws),))
+
+    return child
+
+
+def zip_bomb(ws: Path):
+    from mlpapers.data.registry import Archive, RemoteFile
+
+    z = ws / "bomb.zip"
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.bin", b"\0" * (50 << 20))
+    return RemoteFile("big.bin", "0" * 64, 800_000, archive=Archive(z.as_uri(), "big.bin", None))
+
+
+def zip_slip(ws: Path):
+    from mlpapers.data.registry import Archive, RemoteFile
+
+    z = ws / "slip.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("../../escape.txt", b"pwned")
+    return RemoteFile("escape.txt", "0" * 64, 5, archive=Archive(z.as_uri(), "../../escape.txt", None))
+
+
+def wrong_member(ws: Path):
+    from mlpapers.data.registry import Archive, RemoteFile
+
+    z = ws / "ok.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.txt", b"hello")
+    return RemoteFile("b.txt", "0" * 64, 5, archive=Archive(z.as_uri(), "b.txt", None))
+
+
+def not_a_zip(ws: Path):
+    from mlpapers.data.registry import Archive, RemoteFile
+
+    z = ws / "fake.zip"
+    z.write_bytes(b"this is not a zip archive")
+    return RemoteFile("a.txt", "0" * 64, 5, archive=Archive(z.as_uri(), "a.txt", None))
+
+
+def raise_bug(ws: Path) -> None:
+    import mlpapers.cli
+
+    def boom(args):
+        raise TypeError("a planted bug")
+
+    mlpapers.cli.cmd_datasets = boom
+
+
+# ---------------------------------------------------------------------------- special cases
+
+def run_subprocess(ws: Path, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mlpapers.cli", *argv], cwd=ws, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def long_train_params(ws: Path, steps: int = 2_000_000) -> None:
+    p = copy.deepcopy(TINY)
+    p["dropout_toy"]["train"]["steps"] = steps
+    write_params(ws, p)
+
+
+def wait_for(path_or_proc_text: Callable[[], str], needle: str, timeout: float = 60) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if needle in path_or_proc_text():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen(sys.argv[2:], stderr=open(sys.argv[1], "w"), stdout=subprocess.DEVNULL)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def kill_parent_dvc(ws: Path, case: Case) -> dict:
+    long_train_params(ws)
+    log = ws / "child.log"
+    env = {**os.environ, "DVC_STAGE": "dropout_toy_train@plain", "MLPAPERS_PROGRESS_SECONDS": "1000"}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(log), sys.executable, "-m", "mlpapers.cli",
+                               "train", "dropout_toy", "plain", "--root", str(ws), "--params", str(ws / "params.yaml")],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    child = int(parent.stdout.readline())
+    started = wait_for(lambda: log.read_text(), "parameters")
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.2)
+    hung = _alive(child)
+    if hung:
+        os.kill(child, signal.SIGKILL)
+    text = log.read_text()
+    return {"rc": "killed" if not hung else "alive", "out": text, "hang": hung or not started,
+            "one_line": "stopped" in text, "names": True, "expect_ok_override": not hung and started}
+
+
+def signal_stage(sig: int) -> Callable[[Path, Case], dict]:
+    def special(ws: Path, case: Case) -> dict:
+        long_train_params(ws)
+        p = run_subprocess(ws, ["train", "dropout_toy", "plain"], {"MLPAPERS_PROGRESS_SECONDS": "1000"})
+        out: list[str] = []
+        import threading
+
+        t = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+        t.start()
+        started = wait_for(lambda: "".join(out), "parameters")
+        p.send_signal(sig)
+        try:
+            rc = p.wait(timeout=30)
+            hung = False
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc, hung = p.wait(), True
+        t.join(5)
+        text = "".join(out)
+        return {"rc": rc, "out": text, "hang": hung or not started,
+                "one_line": sum(": stopped (" in ln for ln in text.splitlines()) == 1, "names": True,
+                "expect_ok_override": rc in (130, 143)}
+
+    return special
+
+
+def estimate_first(ws: Path, case: Case) -> dict:
+    long_train_params(ws, 5_000_000)
+    p = run_subprocess(ws, ["train", "dropout_toy", "plain"], {"MLPAPERS_PROGRESS_SECONDS": "1000"})
+    out: list[str] = []
+    import threading
+
+    t = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+    t.start()
+    ok = wait_for(lambda: "".join(out), "the estimate is", timeout=60)
+    p.send_signal(signal.SIGTERM)
+    try:
+        rc = p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+    t.join(5)
+    text = "".join(out)
+    return {"rc": rc, "out": text, "hang": False, "one_line": True, "names": ok and "parameters" in text,
+            "expect_ok_override": ok}
+
+
+def concurrent_train(ws: Path, case: Case) -> dict:
+    procs = [run_subprocess(ws, ["train", "dropout_toy", "plain"], {}) for _ in range(2)]
+    outs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    rcs = [p.returncode for p in procs]
+    hist = (ws / "plots" / "dropout_toy" / "history_plain.csv").read_text()
+    ok = rcs == [0, 0] and hist.count("\n") > 1 and not list(ws.rglob("*.tmp"))
+    return {"rc": rcs, "out": "\n".join(outs), "hang": False, "one_line": True, "names": True,
+            "expect_ok_override": ok}
+
+
+# ---------------------------------------------------------------------------- the cases
+
+def cases() -> list[Case]:
+    out: list[Case] = []
+    # --- params: TrainConfig values, every section (these keys are shared and stay)
+    train_bad = [("lr", INF), ("lr", NAN), ("lr", -0.1), ("lr", 0.0), ("lr", 1e9), ("momentum", 2.0),
+                 ("momentum", -0.1), ("beta2", 1.5), ("beta2", 1.0), ("weight_decay", -0.1), ("steps", 0),
+                 ("steps", -5), ("steps", 10**9), ("batch_size", 0), ("warmup_steps", -1), ("warmup_steps", 10**6),
+                 ("min_lr_ratio", 2.0), ("grad_clip", -1.0), ("grad_clip", INF), ("eval_every", -1),
+                 ("device", "tpu"), ("device", "cuda:99"), ("optimizer", "adam"), ("schedule", "step"),
+                 ("precision", "fp16"), ("lr", "fast"), ("steps", 1.5), ("batch_size", True)]
+    for key, value in train_bad:
+        out.append(param_case(f"dropout_toy.train.{key}", value))
+    for section in ("dropout_mnist", "fox", "seq2seq_multi30k", "seq2seq_reverse"):
+        for key, value in [("lr", INF), ("momentum", 2.0), ("beta2", 1.5), ("weight_decay", -0.1), ("steps", 0)]:
+            out.append(param_case(f"{section}.train.{key}", value))
+    # --- seeds, every section
+    for section in STAGE:
+        for value in ([], [0, 0], [-1], [2**40]):
+            out.append(param_case(f"{section}.seeds", value, "params: seeds"))
+    # --- compute and environment
+    out += [param_case("compute.threads", 0, "params: compute"), param_case("compute.workers", -1, "params: compute"),
+            param_case("compute.threads", NAN, "params: compute")]
+    for value in ("abc", "0", "-1", "1.5"):
+        out.append(Case(f"MLPAPERS_NUM_THREADS={value}", "environment", STAGE["dropout_toy"],
+                        names=("MLPAPERS_NUM_THREADS",), env={"MLPAPERS_NUM_THREADS": value}))
+    # --- paper params (keys may change as the papers are rewritten: missing key -> stale case)
+    paper = [("dropout_toy.models.dropout.max_norm", NAN), ("dropout_toy.models.dropout.max_norm", -1.0),
+             ("dropout_toy.models.dropout.p_hidden", 1.0), ("dropout_toy.models.dropout.p_input", -0.1),
+             ("dropout_toy.models.dropout.hidden", 0), ("dropout_toy.models.dropout.depth", 0),
+             ("dropout_toy.models.plain.hidden", 10**12),
+             ("dropout_toy.data.noise", -0.3), ("dropout_toy.data.noise", NAN), ("dropout_toy.data.n_train", 0),
+             ("dropout_toy.data.n_test", 0), ("dropout_mnist.data.sizes", []), ("dropout_mnist.data.sizes", [0]),
+             ("dropout_mnist.data.sizes", [10**6]), ("dropout_mnist.data.train_set", "huge"),
+             ("fox.model.n_head", 0), ("fox.model.d_model", 0), ("fox.model.n_layer", 0), ("fox.model.context", 0),
+             ("fox.data.val_fraction", 1.5), ("fox.data.val_fraction", 0.0), ("fox.eval.eval_windows", 0),
+             ("fox.variants", []), ("fox.variants", ["transformer", "transformer"]),
+             ("seq2seq_multi30k.models.attn_general.dropout", 2.0), ("seq2seq_multi30k.models.attn_general.hidden", 0),
+             ("seq2seq_multi30k.models.attn_general.attention", "bogus"), ("seq2seq_multi30k.data.min_freq", 0),
+             ("seq2seq_reverse.data.n_symbols", 0), ("seq2seq_reverse.data.train_min_len", 0),
+             ("seq2seq_reverse.data.train_max_len", 1), ("seq2seq_reverse.data.n_test", 0),
+             ("seq2seq_reverse.data.test_lengths", []), ("seq2seq_reverse.models.attn_dot.dropout", -0.5)]
+    for key, value in paper:
+        out.append(param_case(key, value, "params: paper"))
+    # --- the params file itself
+    cp = ["check-params"]
+    text_cases = [
+        ("duplicate section", "compute: {threads: 1, workers: 1}\ncompute: {threads: 2, workers: 1}\n", "written twice"),
+        ("duplicate nested key", "compute:\n  threads: 1\n  threads: 2\n  workers: 1\n", "written twice"),
+        ("alias", "a: &x {threads: 1, workers: 1}\ncompute: *x\n", "aliases"),
+        ("anchor only", "compute: &x {threads: 1, workers: 1}\n", "anchors"),
+        ("merge key", "compute:\n  <<: {threads: 1}\n  workers: 1\n", "merge keys"),
+        ("billion laughs", "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                           "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n", "anchors"),
+        ("unclosed bracket", "compute:\n  threads: [1, 2\n  workers: 1\n", "YAML syntax error"),
+        ("bad indentation", "compute:\n  threads: 1\n workers: 1\n", "YAML syntax error"),
+        ("tab indentation", "compute:\n\tthreads: 1\n", "YAML syntax error"),
+        ("top-level list", "- compute\n- fox\n", "expected a mapping"),
+        ("empty file", "", "expected a mapping"),
+        ("not utf-8", b"compute: {threads: 1, workers: 1}\n# caf\xe9\xff\n", "UTF-8"),
+        ("python tag", "compute: !!python/object/apply:os.system ['true']\n", "YAML"),
+    ]
+    for name, text, msg in text_cases:
+        out.append(Case(f"params file: {name}", "params: file", cp, raw_params(text), names=("params.yaml", msg)))
+    out += [
+        Case("params file missing", "params: file", ["check-params", "--params", "nope.yaml"], names=("nope.yaml",)),
+        Case("params: unknown key", "params: file", STAGE["dropout_toy"], chain(set_param("dropout_toy.train.lr", 0.01), mutate("params.yaml", lambda b: b.replace(
+                 b"  train:\n", b"  train:\n    learning_rate: 0.1\n", 1))), names=("learning_rate",)),
+        Case("params: section missing", "params: file", STAGE["fox"],
+             chain(set_param("fox.seeds", [0]), mutate("params.yaml", lambda b: b.replace(b"\nfox:", b"\nfoxx:"))),
+             names=("'fox' is missing",)),
+        Case("params: section is a list", "params: file", STAGE["dropout_toy"],
+             raw_params("compute: {threads: 1, workers: 1}\ndropout_toy: [1, 2]\n"), names=("dropout_toy",)),
+    ]
+    # --- files the stages read
+    out += [
+        Case("checkpoint truncated", "files: checkpoint", EVAL, mutate(CKPT, lambda b: b[:100]), names=(CKPT,)),
+        Case("checkpoint empty", "files: checkpoint", EVAL, mutate(CKPT, lambda b: b""), names=(CKPT,)),
+        Case("checkpoint random bytes", "files: checkpoint", EVAL, mutate(CKPT, lambda b: os.urandom(len(b))), names=(CKPT,)),
+        Case("checkpoint byte flipped", "files: checkpoint", EVAL, mutate(CKPT, flip_byte), names=(CKPT,)),
+        Case("checkpoint missing", "files: checkpoint", EVAL, remove(CKPT), names=(CKPT,)),
+        Case("checkpoint is a folder", "files: checkpoint", EVAL, chain(remove(CKPT), lambda ws: (ws / CKPT).mkdir()),
+             names=(CKPT,)),
+        Case("checkpoint of another model", "files: checkpoint", EVAL, set_param("dropout_toy.models.plain.hidden", 16),
+             names=(CKPT, "does not match")),
+        Case("metrics invalid JSON (report)", "files: metrics", ["report", "--readme", "README.md"],
+             write(METRICS, "{not json"), names=(METRICS, "invalid JSON")),
+        Case("metrics empty (report)", "files: metrics", ["report", "--readme", "README.md"], write(METRICS, ""),
+             names=(METRICS,)),
+        Case("metrics not UTF-8 (report)", "files: metrics", ["report", "--readme", "README.md"],
+             write(METRICS, b"\xff\xfe{}"), names=(METRICS,)),
+        Case("metrics missing (report)", "files: metrics", ["report", "--readme", "README.md"], remove(METRICS),
+             names=(METRICS,)),
+        Case("metrics invalid JSON (verify)", "files: metrics", ["verify", "--published", "pub.json"],
+             chain(write("pub.json", "{}"), write(METRICS, "{oops")), names=(METRICS,)),
+        Case("README without markers", "files: readme", ["report", "--readme", "README.md"],
+             write("README.md", "# no markers\n"), names=("README.md", "markers")),
+        Case("README missing", "files: readme", ["report", "--readme", "NOPE.md"], names=("NOPE.md",)),
+        Case("--published invalid JSON", "files: published", ["verify", "--published", "pub.json"],
+             write("pub.json", "{oops"), names=("pub.json", "invalid JSON")),
+        Case("--published a list", "files: published", ["verify", "--published", "pub.json"],
+             write("pub.json", "[1, 2]"), names=("pub.json",)),
+        Case("--published missing", "files: published", ["verify", "--published", "nope.json"], names=("nope.json",)),
+        Case("--published drifted metric", "files: published", ["verify", "--published", "pub.json"],
+             write("pub.json", '{"dropout_toy.json": {"plain": {"test_acc": {"mean": 0.0}}}}'), names=()),
+        Case("--rev outside git", "files: published", ["verify", "--rev", "HEAD"], names=("git",)),
+    ]
+    pub = write("pub.json", "{}")
+    for name, text, msg in [("syntax error", "rules: [\n", "YAML syntax error"), ("no rules", "rulez: []\n", "'rules:'"),
+                            ("negative abs", "rules:\n  - {pattern: '*', abs: -1}\n", "abs"),
+                            ("nan rel", "rules:\n  - {pattern: '*', rel: .nan}\n", "rel"),
+                            ("rule without pattern", "rules:\n  - {abs: 1}\n", "pattern"),
+                            ("rule without tolerance", "rules:\n  - {pattern: '*'}\n", "abs and/or rel"),
+                            ("unknown rule key", "rules:\n  - {pattern: '*', abss: 1}\n", "unknown key"),
+                            ("empty file", "", "'rules:'")]:
+        out.append(Case(f"tolerances: {name}", "files: tolerances", ["verify", "--published", "pub.json",
+                                                                     "--tolerances", "tol.yaml"],
+                        chain(pub, write("tol.yaml", text)), names=("tol.yaml", msg)))
+    out.append(Case("tolerances missing", "files: tolerances", ["verify", "--published", "pub.json", "--tolerances",
+                                                                "nope.yaml"], pub, names=("nope.yaml",)))
+    # --- raw data
+    ts, mn = "data/raw/tinyshakespeare/input.txt", "data/raw/mnist/t10k-labels-idx1-ubyte.gz"
+    out += [
+        Case("raw text tampered (prepare fox)", "raw data", ["prepare", "fox"],
+             chain(raw("tinyshakespeare"), mutate(ts, lambda b: b.replace(b"First", b"Fist", 1))), names=(ts,)),
+        Case("raw text truncated (prepare fox)", "raw data", ["prepare", "fox"],
+             chain(raw("tinyshakespeare"), mutate(ts, lambda b: b[:1000])), names=(ts,)),
+        Case("raw gzip byte flipped (prepare mnist)", "raw data", ["prepare", "dropout_mnist"],
+             chain(raw("mnist"), mutate(mn, flip_byte)), names=(mn,)),
+        Case("raw gzip truncated (prepare mnist)", "raw data", ["prepare", "dropout_mnist"],
+             chain(raw("mnist"), mutate(mn, lambda b: b[:-100])), names=(mn,)),
+        Case("raw gzip bytes appended (prepare mnist)", "raw data", ["prepare", "dropout_mnist"],
+             chain(raw("mnist"), mutate(mn, lambda b: b + b"junk")), names=(mn,)),
+        Case("raw gzip corrupt under DVC (no re-check)", "raw data", ["prepare", "dropout_mnist"],
+             chain(raw("mnist"), mutate(mn, lambda b: b[:-100])), names=("data/raw",), env={"DVC_STAGE": "x"}),
+        Case("raw file missing (prepare mnist)", "raw data", ["prepare", "dropout_mnist"],
+             chain(raw("mnist"), remove(mn)), names=("t10k-labels-idx1-ubyte.gz",)),
+        Case("raw multi30k tampered (prepare seq2seq)", "raw data", ["prepare", "seq2seq_multi30k"],
+             chain(raw("multi30k"), mutate("data/raw/multi30k/val.de.gz", flip_byte)),
+             names=("data/raw/multi30k/val.de.gz",)),
+        Case("raw mnist intact (prepare mnist)", "raw data", ["prepare", "dropout_mnist"], raw("mnist"), expect="ok",
+             check_ok=lambda ws: (ws / "data/prepared/mnist.npz").is_file()),
+    ]
+    # --- fetching
+    def mirror_with(rel: str, fn: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+        def setup(ws: Path):
+            m = ws / "mirror" / "tinyshakespeare"
+            m.mkdir(parents=True)
+            (m / "input.txt").write_bytes(fn((MIRROR / "tinyshakespeare" / "input.txt").read_bytes()))
+
+        return setup
+
+    fetch = ["fetch", "tinyshakespeare", "--mirror", "mirror"]
+    out += [
+        Case("mirror file wrong size", "fetch", fetch, mirror_with("input.txt", lambda b: b + b"x"), names=("input.txt",)),
+        Case("mirror file same size, wrong bytes", "fetch", fetch, mirror_with("input.txt", flip_byte),
+             names=("tinyshakespeare/input.txt", "SHA-256")),
+        Case("mirror file huge", "fetch", fetch, mirror_with("input.txt", lambda b: b * 50), names=("input.txt",)),
+        Case("unknown dataset", "fetch", ["fetch", "nope"], names=("nope",)),
+        Case("archive bomb (50 MiB from ~50 KB)", "fetch", ["fetch", "evil", "--mirror", ""],
+             child=registry_with(zip_bomb), names=("big.bin", "registry")),
+        Case("archive path traversal", "fetch", ["fetch", "evil", "--mirror", ""], child=registry_with(zip_slip),
+             names=("outside",)),
+        Case("archive member missing", "fetch", ["fetch", "evil", "--mirror", ""], child=registry_with(wrong_member),
+             names=("b.txt",)),
+        Case("archive not a zip", "fetch", ["fetch", "evil", "--mirror", ""], child=registry_with(not_a_zip),
+             names=("evil/a.txt",)),
+        Case("raw tampered, fetch repairs it", "fetch", ["fetch", "tinyshakespeare", "--mirror", str(MIRROR)],
+             chain(raw("tinyshakespeare"), mutate(ts, flip_byte)), expect="ok",
+             check_ok=lambda ws: hashlib.sha256((ws / ts).read_bytes()).digest()
+             == hashlib.sha256((MIRROR / "tinyshakespeare/input.txt").read_bytes()).digest()),
+    ]
+    # --- disks
+    out += [
+        Case("models/ read-only (train)", "disk", STAGE["dropout_toy"], child=readonly("models"), names=("models",)),
+        Case("plots/ read-only (train)", "disk", STAGE["dropout_toy"], child=readonly("plots"), names=("plots",)),
+        Case("metrics/ read-only (evaluate)", "disk", EVAL, child=readonly("metrics"), names=("metrics",)),
+        Case("data/prepared missing parent read-only (prepare)", "disk", ["prepare", "dropout_mnist"],
+             raw("mnist"), child=readonly("data"), names=("data/prepared",)),
+        Case("README folder read-only (report)", "disk", ["report", "--readme", "README.md"], child=readonly("."),
+             names=("cannot write",)),
+        Case("disk full before training", "disk", STAGE["dropout_toy"], child=disk_full_free, names=("MiB free",)),
+        Case("disk full before evaluating", "disk", EVAL, child=disk_full_free, names=("MiB free",)),
+        Case("disk fills while writing a checkpoint", "disk", STAGE["dropout_toy"], child=enospc_on_write,
+             names=("seed0.pt", "no space left")),
+        Case("--root is a file", "disk", ["train", "dropout_toy", "plain", "--root", "params.yaml"],
+             names=("--root",)),
+    ]
+    # --- resources, kills, concurrency, usage, bugs
+    out += [
+        Case("model bigger than memory", "resources", STAGE["dropout_toy"], child=tiny_memory,
+             names=("out of memory", "params")),
+        Case("huge steps: estimate first", "resources", [], special=estimate_first, expect="ok"),
+        Case("dvc killed mid-stage: child stops", "faults", [], special=kill_parent_dvc, expect="ok"),
+        Case("SIGTERM mid-training", "faults", [], special=signal_stage(signal.SIGTERM), expect="ok"),
+        Case("Ctrl-C mid-training", "faults", [], special=signal_stage(signal.SIGINT), expect="ok"),
+        Case("two trains of one variant at once", "faults", [], special=concurrent_train, expect="ok"),
+        Case("unknown experiment", "usage", ["train", "nope", "plain"], names=("nope",)),
+        Case("unknown variant", "usage", ["train", "dropout_toy", "nope"], names=("nope",)),
+        Case("prepare on an experiment without one", "usage", ["prepare", "dropout_toy"], names=("dropout_toy",)),
+        Case("unknown command", "usage", ["frobnicate"], names=("frobnicate",)),
+        Case("a bug: one line, traceback in logs/", "bugs", ["datasets"], child=raise_bug,
+             names=("unexpected TypeError", "mlpapers-error.log")),
+        Case("control: valid tiny train", "control", STAGE["dropout_toy"], expect="ok"),
+        Case("control: check-params", "control", ["check-params"], expect="ok"),
+    ]
+    return out
+
+
+# ---------------------------------------------------------------------------- running
+
+def snapshot(ws: Path) -> dict[str, str]:
+    return {str(p.relative_to(ws)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(ws.rglob("*")) if p.is_file() and "logs" not in p.relative_to(ws).parts}
+
+
+WITH_PARAMS = {"train", "evaluate", "prepare", "plot", "check-params"}
+
+
+def full_argv(case: Case, ws: Path) -> list[str]:
+    argv = list(case.argv)
+    if not argv:
+        return argv
+    if argv[0] in WITH_PARAMS and "--params" not in argv:
+        argv += ["--params", "params.yaml"]
+    if argv[0] in WITH_PARAMS | {"report", "verify", "fetch", "datasets"} and "--root" not in argv:
+        argv += ["--root", "."]
+    return argv
+
+
+def run_forked(case: Case, ws: Path) -> dict:
+    out_path = ws.parent / f"{ws.name}.out"
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.chdir(ws)
+            os.environ.update(case.env)
+            os.environ.pop("DVC_STAGE", None) if "DVC_STAGE" not in case.env else None
+            if case.child:
+                case.child(ws)
+            from mlpapers.cli import main
+
+            rc = main(full_argv(case, ws))
+        except SystemExit as e:  # argparse
+            rc = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            rc = 99
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            rc = os.waitstatus_to_exitcode(status)
+            return {"rc": rc, "out": out_path.read_text(errors="replace"), "hang": False}
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return {"rc": "timeout", "out": out_path.read_text(errors="replace"), "hang": True}
+
+
+def judge(case: Case, ws: Path, before: dict[str, str], res: dict) -> dict:
+    out = res["out"]
+    err_lines = [ln for ln in out.splitlines() if ": error: " in ln]
+    line = err_lines[0] if err_lines else ""
+    traceback = "Traceback (most recent call last)" in out
+    one_line = res.get("one_line", len(err_lines) == 1)
+    names = res.get("names", all(n.replace("{ws}", str(ws)) in line for n in case.names))
+    after = snapshot(ws)
+    lost = [k for k, v in before.items() if after.get(k) != v and not k.startswith(("mirror", "data/prepared"))]
+    if case.expect == "ok":  # outputs may legitimately be rewritten (same bytes: a deterministic rerun)
+        lost = [k for k in before if k not in after and not k.startswith("mirror")]
+    rc = res["rc"]
+    if res["hang"]:
+        outcome = "hang"
+    elif lost:
+        outcome = "lost"
+    elif traceback:
+        outcome = "traceback"
+    elif case.expect == "ok":
+        ok = res.get("expect_ok_override", rc == 0 and (case.check_ok is None or case.check_ok(ws)))
+        outcome = "ok" if ok else "unclear error"
+    elif rc == 0:
+        outcome = "silently wrong"
+    elif one_line and names:
+        outcome = "clear error"
+    else:
+        outcome = "unclear error"
+    return {"case": case.name, "class": case.cls, "rc": rc, "one_line": one_line, "traceback": traceback,
+            "hang": res["hang"], "silent": outcome == "silently wrong", "lost": ", ".join(lost[:3]),
+            "outcome": outcome, "message": line.split(": error: ", 1)[-1][:160] if line else out.strip()[-160:]}
+
+
+def run_case(case: Case, base: Path, scratch: Path, i: int) -> dict:
+    ws = scratch / f"case{i:03d}"
+    shutil.copytree(base, ws, symlinks=True)
+    if case.setup is not None and case.setup(ws) is STALE:
+        shutil.rmtree(ws, ignore_errors=True)
+        return {"case": case.name, "class": case.cls, "rc": "-", "one_line": "-", "traceback": "-", "hang": "-",
+                "silent": "-", "lost": "", "outcome": "stale case", "message": "key not in params (paper changed)"}
+    before = snapshot(ws)
+    res = case.special(ws, case) if case.special else run_forked(case, ws)
+    row = judge(case, ws, before, res)
+    shutil.rmtree(ws, ignore_errors=True)
+    return row
+
+
+def build_base(scratch: Path) -> Path:
+    base = scratch / "base"
+    base.mkdir()
+    write_params(base, TINY)
+    shutil.copy(ROOT / "tolerances.yaml", base / "tolerances.yaml")
+    shutil.copy(ROOT / "README.md", base / "README.md")
+    for argv in (["train", "dropout_toy", "plain"], ["train", "dropout_toy", "dropout"], ["evaluate", "dropout_toy"]):
+        res = run_forked(Case("base", "base", argv), base)
+        if res["rc"] != 0:
+            raise SystemExit(f"building the base workspace failed: {argv}\n{res['out']}")
+    (scratch / "base.out").unlink(missing_ok=True)
+    return base
+
+
+def yn(v: Any) -> str:
+    return {True: "yes", False: "no"}.get(v, str(v))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-k", default="", help="only cases whose name contains this")
+    ap.add_argument("--markdown", default=None, help="also write the table as markdown here")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = ap.parse_args()
+    os.environ.setdefault("MLPAPERS_DATA_MIRROR", str(MIRROR))
+    os.environ.pop("DVC_STAGE", None)
+    os.environ["MLPAPERS_NUM_THREADS"] = "1"
+    # import everything once (torch, the papers, matplotlib); the forked children share it
+    import mlpapers.cli  # noqa: F401
+    import mlpapers.errors  # noqa: F401
+    import mlpapers.report  # noqa: F401
+    import mlpapers.verify  # noqa: F401
+    from mlpapers.experiment import EXPERIMENTS, get_experiment
+
+    for name in EXPERIMENTS:
+        get_experiment(name)
+
+    selected = [c for c in cases() if args.k in c.name or args.k in c.cls]
+    scratch = Path(tempfile.mkdtemp(prefix="mlpapers-bad-inputs-"))
+    t0 = time.time()
+    try:
+        base = build_base(scratch)
+        rows = []
+        for i, case in enumerate(selected):
+            row = run_case(case, base, scratch, i)
+            rows.append(row)
+            print(f"[{i + 1:3d}/{len(selected)}] {row['outcome']:14s} {case.name}: {row['message']}", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    cols = ["case", "class", "rc", "one_line", "traceback", "hang", "silent", "lost", "outcome"]
+    head = ["case", "class", "exit", "one-line?", "traceback?", "hang?", "silently wrong?", "lost?", "outcome"]
+    table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        table.append("| " + " | ".join(yn(r[c]) if c != "lost" else (r[c] or "no") for c in cols) + " |")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    summary = [f"{len(rows)} cases in {time.time() - t0:.0f} s:"] + [f"  {k:15s} {v}" for k, v in sorted(counts.items())]
+    print("\n".join(table))
+    print("\n".join(summary))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(table) + "\n\n" + "\n".join(summary) + "\n")
+    bad = sum(counts.get(k, 0) for k in ("silently wrong", "hang", "traceback", "lost", "unclear error"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
