@@ -57,6 +57,7 @@ class Case:
     child: Callable[[Path], None] | None = None  # runs in the child before main (monkeypatching)
     special: Callable[[Path, "Case"], dict] | None = None  # runs instead of the forked CLI
     check_ok: Callable[[Path], bool] | None = None  # for expect == "ok"
+    ok_rc: int = 0  # for expect == "ok": the right exit status (verify: 1 on drift)
 
 
 # ---------------------------------------------------------------------------- params helpers
@@ -157,6 +158,20 @@ def raw(dataset: str, folder: str | None = None) -> Callable[[Path], None]:
 def flip_byte(data: bytes) -> bytes:
     b = bytearray(data)
     b[len(b) // 2] ^= 0xFF
+    return bytes(b)
+
+
+def flip_weight_byte(data: bytes) -> bytes:
+    """Flip one byte inside the first tensor's bytes of a torch zip checkpoint."""
+    import io
+    import struct
+
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    info = next(i for i in zf.infolist() if "/data/" in i.filename and not i.filename.endswith(".pkl"))
+    n, m = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    at = info.header_offset + 30 + n + m + 1
+    b = bytearray(data)
+    b[at] ^= 0x40
     return bytes(b)
 
 
@@ -455,7 +470,8 @@ def cases() -> list[Case]:
         Case("checkpoint truncated", "files: checkpoint", EVAL, mutate(CKPT, lambda b: b[:100]), names=(CKPT,)),
         Case("checkpoint empty", "files: checkpoint", EVAL, mutate(CKPT, lambda b: b""), names=(CKPT,)),
         Case("checkpoint random bytes", "files: checkpoint", EVAL, mutate(CKPT, lambda b: os.urandom(len(b))), names=(CKPT,)),
-        Case("checkpoint byte flipped", "files: checkpoint", EVAL, mutate(CKPT, flip_byte), names=(CKPT,)),
+        Case("checkpoint weight byte flipped", "files: checkpoint", EVAL, mutate(CKPT, flip_weight_byte),
+             names=(CKPT, "checksum")),
         Case("checkpoint missing", "files: checkpoint", EVAL, remove(CKPT), names=(CKPT,)),
         Case("checkpoint is a folder", "files: checkpoint", EVAL, chain(remove(CKPT), lambda ws: (ws / CKPT).mkdir()),
              names=(CKPT,)),
@@ -480,7 +496,7 @@ def cases() -> list[Case]:
              write("pub.json", "[1, 2]"), names=("pub.json",)),
         Case("--published missing", "files: published", ["verify", "--published", "nope.json"], names=("nope.json",)),
         Case("--published drifted metric", "files: published", ["verify", "--published", "pub.json"],
-             write("pub.json", '{"dropout_toy.json": {"plain": {"test_acc": {"mean": 0.0}}}}'), names=()),
+             write("pub.json", '{"dropout_toy.json": {"plain": {"test_acc": {"mean": 0.0}}}}'), expect="ok", ok_rc=1),
         Case("--rev outside git", "files: published", ["verify", "--rev", "HEAD"], names=("git",)),
     ]
     pub = write("pub.json", "{}")
@@ -663,7 +679,7 @@ def judge(case: Case, ws: Path, before: dict[str, str], res: dict) -> dict:
     elif traceback:
         outcome = "traceback"
     elif case.expect == "ok":
-        ok = res.get("expect_ok_override", rc == 0 and (case.check_ok is None or case.check_ok(ws)))
+        ok = res.get("expect_ok_override", rc == case.ok_rc and (case.check_ok is None or case.check_ok(ws)))
         outcome = "ok" if ok else "unclear error"
     elif rc == 0:
         outcome = "silently wrong"
@@ -705,7 +721,7 @@ def build_base(scratch: Path) -> Path:
 
 
 def yn(v: Any) -> str:
-    return {True: "yes", False: "no"}.get(v, str(v))
+    return "yes" if v is True else "no" if v is False else str(v)
 
 
 def main() -> int:

@@ -279,10 +279,12 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, **meta: Any) -> No
     """
     import io
 
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": weights,
         "meta": {k: to_dict(v) for k, v in meta.items()},
         "versions": versions(),
+        "weights_sha256": weights_digest(weights),  # a flipped bit in the file is caught on load
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -304,6 +306,10 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> d
                             f"it is empty, truncated or not a checkpoint: {fix}") from e
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise DataFileError(f"{path}: not an mlpapers checkpoint (no 'model' weights); {fix}")
+    stored = payload.get("weights_sha256")
+    if stored is not None and stored != weights_digest(payload["model"]):
+        raise DataFileError(f"{path}: the weights do not match the checksum stored with them (the file was "
+                            f"modified or corrupted); {fix}")
     if model is not None:
         try:
             model.load_state_dict(payload["model"])
@@ -311,6 +317,22 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> d
             raise DataFileError(f"{path}: checkpoint does not match the model the params describe "
                                 f"({_first_line(e)}); {fix}") from e
     return payload
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state dict (in key order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(weights):
+        v = weights[k]
+        if not isinstance(v, torch.Tensor):
+            h.update(f"{k}={v!r};".encode())
+            continue
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _first_line(e: BaseException) -> str:
