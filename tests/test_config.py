@@ -49,7 +49,7 @@ def test_wrong_type_is_named(key, value, msg):
 def test_range_check_runs_before_training():
     p = toy_params()
     p["models"]["dropout"]["p_hidden"] = 1.0
-    with pytest.raises(ConfigError, match=r"dropout_toy\.models\.dropout: p_hidden must be in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"dropout_toy\.models\.dropout\.p_hidden must be in \[0, 1\)"):
         from_dict(ToyConfig, p, "dropout_toy")
 
 

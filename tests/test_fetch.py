@@ -65,7 +65,7 @@ def test_existing_corrupt_file_is_replaced_not_trusted(fake, tmp_path):
 
 
 def test_interrupted_download_leaves_no_file(fake, tmp_path, monkeypatch):
-    def broken(url, dest, timeout=60.0):
+    def broken(url, dest, timeout=60.0, max_bytes=None):
         dest.write_bytes(PAYLOAD[:10])  # half a file, then the connection drops
         raise ConnectionResetError("connection reset by peer")
 
@@ -76,7 +76,7 @@ def test_interrupted_download_leaves_no_file(fake, tmp_path, monkeypatch):
 
 
 def test_keyboard_interrupt_also_cleans_up(fake, tmp_path, monkeypatch):
-    def interrupted(url, dest, timeout=60.0):
+    def interrupted(url, dest, timeout=60.0, max_bytes=None):
         dest.write_bytes(PAYLOAD[:10])
         raise KeyboardInterrupt
 

@@ -16,14 +16,57 @@ from mlpapers.config import ConfigError
 log = logging.getLogger("mlpapers")
 
 
-def _experiment(args):
+def _experiment(args, outputs: tuple[str, ...] = ()):
+    """Load and check everything a stage needs before any work: its params section (ranges,
+    devices), the shared compute section, the raw files it may read (registry hashes) and
+    the writability of the folders it writes."""
     from mlpapers.experiment import Paths, get_experiment, load_compute, load_config
-    from mlpapers.runner import apply_threads
+    from mlpapers.runner import apply_threads, effective_threads
 
     exp = get_experiment(args.experiment)
     cfg, compute = load_config(exp, args.params), load_compute(args.params)
+    effective_threads(compute)  # MLPAPERS_NUM_THREADS checked before any work
+    check_devices(cfg, exp.name)
+    paths = Paths(Path(args.root), compute)
+    if not paths.root.is_dir():
+        raise ConfigError(f"--root {paths.root}: not a folder; run from the repository root or fix --root")
+    verify_raw_inputs(paths)
+    if outputs:
+        from mlpapers.utils import check_writable
+
+        check_writable([getattr(paths, o) for o in outputs])
     apply_threads(compute)  # one shared setting for every paper's stages
-    return exp, cfg, Paths(Path(args.root), compute)
+    return exp, cfg, paths
+
+
+def check_devices(cfg, where: str) -> None:
+    """Every ``device`` field of the config names a device this machine has (before any work)."""
+    import dataclasses
+
+    from mlpapers.utils import resolve_device
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "device" and isinstance(value, str):
+            resolve_device(value, key=f"{where}.device")
+        elif dataclasses.is_dataclass(value):
+            check_devices(value, f"{where}.{f.name}")
+
+
+def verify_raw_inputs(paths) -> None:
+    """Outside DVC, re-check every registered raw file present against the registry (size and
+    SHA-256) before a stage may read it; DVC already checks its tracked data/raw outputs.
+    ``MLPAPERS_VERIFY_RAW=1`` forces the check, ``0`` skips it."""
+    import os
+
+    from mlpapers.data.fetch import verify_raw
+
+    flag = os.environ.get("MLPAPERS_VERIFY_RAW", "")
+    if flag == "0" or (flag != "1" and os.environ.get("DVC_STAGE")):
+        return
+    checked = verify_raw(paths.raw)
+    if checked:
+        log.debug("%d raw files match the registry", len(checked))
 
 
 def cmd_fetch(args) -> None:
@@ -46,44 +89,48 @@ def cmd_datasets(args) -> None:
 
 
 def cmd_check_params(args) -> None:
-    from mlpapers.experiment import EXPERIMENTS, get_experiment, load_config
+    from mlpapers.experiment import EXPERIMENTS, get_experiment, load_compute, load_config
+    from mlpapers.runner import effective_threads
 
-    from mlpapers.experiment import load_compute
-
-    load_compute(args.params)
+    effective_threads(load_compute(args.params))
     for name in EXPERIMENTS:
         load_config(get_experiment(name), args.params)
     print(f"{args.params}: compute + {len(EXPERIMENTS)} sections valid")
 
 
 def cmd_prepare(args) -> None:
-    exp, cfg, paths = _experiment(args)
+    exp, cfg, paths = _experiment(args, ("prepared",))
     if exp.prepare is None:
-        raise SystemExit(f"experiment '{exp.name}' has no prepare step")
+        raise ConfigError(f"experiment '{exp.name}' has no prepare step")
     exp.prepare(cfg, paths)
 
 
 def cmd_train(args) -> None:
-    exp, cfg, paths = _experiment(args)
-    variants = list(exp.variants(cfg))
+    from mlpapers.experiment import get_experiment, load_config
+
+    exp = get_experiment(args.experiment)
+    variants = list(exp.variants(load_config(exp, args.params)))
     if args.variant not in variants:
         raise ConfigError(f"{exp.name}: unknown variant '{args.variant}'; params.yaml defines {variants}")
+    exp, cfg, paths = _experiment(args, ("models", "plots"))
     exp.train(cfg, args.variant, paths)
 
 
 def cmd_evaluate(args) -> None:
-    exp, cfg, paths = _experiment(args)
+    exp, cfg, paths = _experiment(args, ("metrics", "plots"))
     exp.evaluate(cfg, paths)
 
 
 def cmd_plot(args) -> None:
-    exp, cfg, paths = _experiment(args)
+    exp, cfg, paths = _experiment(args, ("plots",))
     exp.plot(cfg, paths)
 
 
 def cmd_report(args) -> None:
     from mlpapers.report import write_readme
+    from mlpapers.utils import check_writable
 
+    check_writable([Path(args.readme).parent])
     write_readme(Path(args.readme), Path(args.root))
 
 
@@ -96,11 +143,13 @@ def cmd_verify(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlpapers", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of any error (or MLPAPERS_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func, help: str, experiment: bool = False):
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=func)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         sp.add_argument("--root", default=".", help="repository root (default: .)")
         if experiment:
             sp.add_argument("experiment", help="params.yaml section, e.g. dropout_mnist")
@@ -129,21 +178,60 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every expected failure (bad params, bad or missing files, hash
+    mismatch, read-only or full disk, out of memory) is one line on stderr naming the key or
+    file and the fix, exit status 2; an unexpected one (a bug) is one line, exit status 1. A
+    traceback only with ``--debug`` or ``MLPAPERS_DEBUG=1``."""
+    import os
+
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("MLPAPERS_DEBUG", "") not in ("", "0")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     t0 = time.perf_counter()
-    from mlpapers.data.fetch import FetchError
-    from mlpapers.train import NonFiniteLossError
+    from mlpapers.lifeline import Terminated, die_with_parent, raise_on_sigterm
 
+    previous = raise_on_sigterm()
     try:
+        if os.environ.get("DVC_STAGE"):  # a stage's outputs are written only by a live stage
+            die_with_parent()
         rc = args.func(args) or 0
-    except (ConfigError, FetchError, NonFiniteLossError, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    except (KeyboardInterrupt, Terminated) as e:
+        print(f"mlpapers {args.command}: stopped ({'interrupted' if isinstance(e, KeyboardInterrupt) else e}); "
+              "outputs are written atomically, so nothing half-written was left", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
+    except Exception as e:
+        from mlpapers.errors import describe
+
+        msg, rc = describe(e)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        elif rc == 1:
+            msg += f"; {_save_traceback(e, Path(getattr(args, 'root', '.')))}"
         print(f"mlpapers {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return rc
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
     log.info("%s done in %.1f s", args.command, time.perf_counter() - t0)
     return rc
+
+
+def _save_traceback(e: BaseException, root: Path) -> str:
+    """An unexpected error's traceback goes to logs/mlpapers-error.log (git-ignored), not the screen."""
+    import traceback
+
+    path = root / "logs" / "mlpapers-error.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(e)))
+        return f"traceback in {path} (or run with --debug)"
+    except OSError:
+        return "run with --debug (or MLPAPERS_DEBUG=1) for the traceback"
 
 
 if __name__ == "__main__":

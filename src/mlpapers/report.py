@@ -33,7 +33,15 @@ def replace_between(text: str, body: str) -> str:
 
 
 def write_readme(readme: Path, root: Path) -> None:
-    text = readme.read_text()
+    from mlpapers.utils import DataFileError
+
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFileError(f"{readme}: not found; pass --readme or restore it (git checkout -- {readme})") from None
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise DataFileError(f"{readme}: must contain the results markers once each, in order ({START!r} then "
+                            f"{END!r}); restore them (git checkout -- {readme})")
     new = replace_between(text, results_markdown(root))
     if new != text:
         atomic_write_text(readme, new)

@@ -16,6 +16,8 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any, Literal, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from mlpapers.config import to_dict
+from mlpapers.config import ParamError, check_range, to_dict
 from mlpapers.utils import atomic_write_bytes, resolve_device, versions
 
 log = logging.getLogger(__name__)
@@ -48,16 +50,23 @@ class TrainConfig:
     device: str  # "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", ...
 
     def validate(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps], got {self.warmup_steps}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.grad_clip < 0 or self.eval_every < 0:
-            raise ValueError("grad_clip and eval_every must be >= 0")
+        """Every field range-checked and finite; the error names the field, the value and the range."""
+        check_range(self, "steps", 1, MAX_STEPS)
+        check_range(self, "batch_size", 1, MAX_BATCH)
+        check_range(self, "lr", 0, 10, lo_open=True)
+        check_range(self, "momentum", 0, 1, hi_open=True)  # sgd momentum / adamw beta1
+        check_range(self, "beta2", 0, 1, hi_open=True)
+        check_range(self, "weight_decay", 0, 1)
+        check_range(self, "warmup_steps", 0, self.steps)
+        check_range(self, "min_lr_ratio", 0, 1)
+        check_range(self, "grad_clip", 0, 1e6)
+        check_range(self, "eval_every", 0, MAX_STEPS)
+        if not DEVICE_RE.fullmatch(self.device):
+            raise ParamError("device", f"got {self.device!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+MAX_STEPS, MAX_BATCH = 10_000_000, 1_000_000
+DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d{1,2})?")
 
 
 class Task(Protocol):
@@ -126,12 +135,18 @@ def fit(task: Task, cfg: TrainConfig, *, seed: int, desc: str = "train") -> list
     evaluate = getattr(task, "evaluate", None)
     after_step = getattr(task, "after_step", None)
     running, count, t0, t_last, seen = 0.0, 0, time.perf_counter(), time.perf_counter(), 0
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not sys.stderr.isatty(), leave=False)
+    tty = sys.stderr.isatty()
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not tty, leave=False)
+    progress = Progress(desc, cfg.steps, enabled=not tty)
+    log_estimate(model, opt, cfg, desc)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         model.train()
         batch = to_device(task.train_batch(step, gen), device)
+        if step == 0 and _is_empty(batch):
+            raise EmptyDataError(f"{desc}: the first training batch is empty: the training set has no examples; "
+                                 "check the data sizes in params (e.g. n_train, sizes)")
         with autocast(cfg.precision, device):
             loss = task.loss(batch)
         if not torch.isfinite(loss):
@@ -167,8 +182,93 @@ def fit(task: Task, cfg: TrainConfig, *, seed: int, desc: str = "train") -> list
             bar.set_postfix(loss=f"{row['train_loss']:.4f}")
             log.debug("%s %s", desc, row)
             running, count, seen, t_last = 0.0, 0, 0, time.perf_counter()
+        progress.update(step + 1, loss.item())
     model.eval()
     return history
+
+
+class EmptyDataError(ValueError):
+    """The task handed the loop an empty batch (an empty training set)."""
+
+
+def _is_empty(batch: Any) -> bool:
+    if isinstance(batch, torch.Tensor):
+        return batch.dim() > 0 and batch.shape[0] == 0
+    if isinstance(batch, (tuple, list)):
+        return any(_is_empty(b) for b in batch)
+    if isinstance(batch, dict):
+        return any(_is_empty(b) for b in batch.values())
+    return False
+
+
+class Progress:
+    """Periodic progress log lines when stderr is not a terminal (CI, nohup), where tqdm is off.
+
+    A line every ``MLPAPERS_PROGRESS_SECONDS`` (default 30) seconds of wall time, plus one
+    time estimate after the first ~2 seconds: a long run is never silent. Wall-clock values
+    go to the log only, never into tracked outputs.
+    """
+
+    def __init__(self, desc: str, steps: int, enabled: bool):
+        self.desc, self.steps, self.enabled = desc, steps, enabled
+        try:
+            self.every = float(os.environ.get("MLPAPERS_PROGRESS_SECONDS") or 30)
+        except ValueError:
+            self.every = 30.0
+        self.t0 = self.t_last = time.perf_counter()
+        self.estimated = False
+
+    def update(self, done: int, loss: float) -> None:
+        now = time.perf_counter()
+        elapsed = now - self.t0
+        if not self.estimated and (elapsed >= 2.0 or done == min(self.steps, 20)) and done < self.steps:
+            self.estimated = True
+            eta = elapsed / done * (self.steps - done)
+            (log.info if eta > 30 or self.enabled else log.debug)("%s: %d steps; after %d step(s) in %.1f s the estimate is %s more", self.desc, self.steps,
+                     done, elapsed, _fmt_seconds(eta))
+        if self.enabled and (now - self.t_last >= self.every or done == self.steps):
+            self.t_last = now
+            eta = elapsed / done * (self.steps - done)
+            log.info("%s: step %d/%d (%.0f%%) loss %.4f, %s elapsed, ~%s left", self.desc, done, self.steps,
+                     100 * done / self.steps, loss, _fmt_seconds(elapsed), _fmt_seconds(eta))
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def log_estimate(model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, desc: str) -> None:
+    """Before the first step: parameter count and a cheap memory estimate (weights, grads, optimiser state).
+
+    Refuses to start when the estimate alone exceeds the machine's memory (it would fail later
+    or swap for hours); activations come on top and are not estimated.
+    """
+    n = sum(p.numel() for p in model.parameters())
+    per_param = 4 * (2 + (2 if isinstance(opt, torch.optim.AdamW) else 1))  # fp32 weight + grad + state
+    need = n * per_param
+    log.info("%s: %s parameters, ~%s for weights, gradients and optimiser state; %d steps of batch %d",
+             desc, f"{n:,d}", _fmt_bytes(need), cfg.steps, cfg.batch_size)
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise MemoryError(f"{desc}: the model needs ~{_fmt_bytes(need)} for weights, gradients and optimiser state "
+                          f"but only {_fmt_bytes(avail)} of memory is available; lower the model sizes in params")
+
+
+def _fmt_bytes(b: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024:
+            return f"{b:.0f} {unit}"
+        b /= 1024
+    return f"{b:.1f} TiB"
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, **meta: Any) -> None:
@@ -179,10 +279,12 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, **meta: Any) -> No
     """
     import io
 
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": weights,
         "meta": {k: to_dict(v) for k, v in meta.items()},
         "versions": versions(),
+        "weights_sha256": weights_digest(weights),  # a flipped bit in the file is caught on load
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -191,7 +293,48 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, **meta: Any) -> No
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> dict[str, Any]:
     """Load safely (``weights_only=True``); fill ``model`` if given. Returns the payload."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    from mlpapers.utils import DataFileError
+
+    path = Path(path)
+    fix = "re-run its train stage (`dvc repro`), or restore it with `dvc checkout`"
+    if not path.is_file():
+        raise DataFileError(f"{path}: checkpoint not found; {fix}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # empty, truncated, not a checkpoint, or pickled code weights_only refuses
+        raise DataFileError(f"{path}: cannot load this checkpoint ({type(e).__name__}: {_first_line(e)}); "
+                            f"it is empty, truncated or not a checkpoint: {fix}") from e
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        raise DataFileError(f"{path}: not an mlpapers checkpoint (no 'model' weights); {fix}")
+    stored = payload.get("weights_sha256")
+    if stored is not None and stored != weights_digest(payload["model"]):
+        raise DataFileError(f"{path}: the weights do not match the checksum stored with them (the file was "
+                            f"modified or corrupted); {fix}")
     if model is not None:
-        model.load_state_dict(payload["model"])
+        try:
+            model.load_state_dict(payload["model"])
+        except (RuntimeError, KeyError) as e:
+            raise DataFileError(f"{path}: checkpoint does not match the model the params describe "
+                                f"({_first_line(e)}); {fix}") from e
     return payload
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state dict (in key order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(weights):
+        v = weights[k]
+        if not isinstance(v, torch.Tensor):
+            h.update(f"{k}={v!r};".encode())
+            continue
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__

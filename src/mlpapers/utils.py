@@ -17,6 +17,11 @@ import torch
 log = logging.getLogger("mlpapers")
 
 
+class DataFileError(RuntimeError):
+    """A file the pipeline reads (metrics JSON, checkpoint, prepared data) is missing, corrupt or
+    unreadable. The message names the file and how to regenerate it; ``mlpapers`` exits with 2."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a stage is repeatable."""
     random.seed(seed)
@@ -24,14 +29,60 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; otherwise the named device."""
+def resolve_device(name: str, key: str = "device") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; otherwise the named device ('cpu', 'cuda', 'cuda:N').
+
+    An unknown or unavailable device is a ``ConfigError`` naming ``key`` (the params key)."""
+    from mlpapers.config import ConfigError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' requested but CUDA is not available; use device: auto or cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{key}: got {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{key}: got {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}: got {name!r} but CUDA is not available on this machine; use auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{key}: got {name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
     return dev
+
+
+def check_writable(folders: Iterable[str | Path], min_free: int = 16 << 20) -> None:
+    """Before any work: each folder (or, if missing, the nearest existing parent) must accept a new
+    file, and its file system must have ``min_free`` bytes free. Catches read-only and full
+    output folders before a seed has trained instead of after."""
+    import errno
+    import shutil
+
+    for folder in folders:
+        folder = Path(folder)
+        probe_dir = folder
+        while not probe_dir.exists() and probe_dir.parent != probe_dir:
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise DataFileError(f"{probe_dir}: exists but is not a folder; outputs go to {folder}")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=".mlpapers-write-probe.")
+            try:
+                os.write(fd, b"\0" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(tmp)
+        except OSError as e:
+            why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                   errno.EROFS: "the file system is read-only"}.get(e.errno, e.strerror or str(e))
+            raise DataFileError(f"{folder}: cannot write outputs here ({why}); fix permissions or free space "
+                                "before re-running, nothing was trained") from None
+        free = shutil.disk_usage(probe_dir).free
+        if free < min_free:
+            raise DataFileError(f"{folder}: only {free >> 20} MiB free on its disk (need at least {min_free >> 20} MiB); "
+                                "free space before re-running, nothing was trained")
 
 
 def versions() -> dict[str, str]:
@@ -82,8 +133,19 @@ def write_json(path: str | Path, obj: Any, digits: int = 6) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """Parse a JSON file; a missing or invalid one is a ``DataFileError`` naming it and the fix."""
+    path = Path(path)
+    fix = "re-run the stage that writes it (`dvc repro`) or restore it (`git checkout -- <file>`)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: not found; {fix}") from None
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{path}: not UTF-8 text ({e.reason}); {fix}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataFileError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg}); {fix}") from None
 
 
 def mean_std(values: Iterable[float]) -> dict[str, float]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mlpapers.config import ConfigError, load_yaml
+from mlpapers.utils import DataFileError, read_json
 
 METRICS_DIR = "metrics"
 
@@ -38,25 +40,63 @@ def _collect(files: dict[str, Any]) -> dict[str, Any]:
 
 
 def workspace_metrics(root: Path) -> dict[str, Any]:
-    return _collect({p.name: json.loads(p.read_text()) for p in sorted((root / METRICS_DIR).glob("*.json"))})
+    return _collect({p.name: read_json(p) for p in sorted((root / METRICS_DIR).glob("*.json"))})
 
 
 def git_metrics(root: Path, rev: str) -> dict[str, Any]:
     def git(*args: str) -> str:
-        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        try:
+            r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise DataFileError("git is not installed; pass --published <file.json> instead of --rev") from None
         if r.returncode != 0:
-            raise FileNotFoundError(f"git {' '.join(args)} failed: {r.stderr.strip()}")
+            raise DataFileError(f"git {' '.join(args)} failed in {root}: {' '.join(r.stderr.split())[:300]}; "
+                                "check --rev, or pass --published <file.json>")
         return r.stdout
 
+    def parse(name: str) -> Any:
+        try:
+            return json.loads(git("show", f"{rev}:{METRICS_DIR}/{name}"))
+        except json.JSONDecodeError as e:
+            raise DataFileError(f"{rev}:{METRICS_DIR}/{name}:{e.lineno}:{e.colno}: invalid JSON in the published "
+                                f"metrics ({e.msg}); pick another --rev") from None
+
     names = [n for n in git("ls-tree", "--name-only", f"{rev}:{METRICS_DIR}").split() if n.endswith(".json")]
-    return _collect({n: json.loads(git("show", f"{rev}:{METRICS_DIR}/{n}")) for n in names})
+    return _collect({n: parse(n) for n in names})
+
+
+def published_metrics(path: Path) -> dict[str, Any]:
+    """``--published`` file: ``{"<metrics file>.json": {...its content...}, ...}``."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise DataFileError(f"{path}: expected a JSON object mapping metrics file names (e.g. \"dropout_toy.json\") "
+                            "to their contents; fix the file")
+    return _collect(data)
 
 
 def load_rules(path: Path) -> list[dict[str, Any]]:
-    rules = yaml.safe_load(path.read_text())["rules"]
-    for r in rules:
-        if "pattern" not in r or not (r.get("skip") or "abs" in r or "rel" in r):
-            raise ValueError(f"{path}: each rule needs a pattern and abs/rel or skip: {r}")
+    """Tolerance rules; a malformed file is a one-line ``ConfigError`` naming it and the rule."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: tolerances file not found; pass --tolerances or restore it (git checkout)")
+    data = load_yaml(path, "tolerances file")
+    rules = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list):
+        raise ConfigError(f"{path}: expected a top-level 'rules:' list of {{pattern, abs/rel or skip}}")
+    for i, r in enumerate(rules):
+        where = f"{path}: rules[{i}]"
+        if not isinstance(r, dict) or not isinstance(r.get("pattern"), str):
+            raise ConfigError(f"{where}: each rule needs a string 'pattern', got {r!r}")
+        unknown = set(r) - {"pattern", "abs", "rel", "skip"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: pattern, abs, rel, skip)")
+        if not (r.get("skip") or "abs" in r or "rel" in r):
+            raise ConfigError(f"{where}: rule {r['pattern']!r} needs abs and/or rel, or skip: true")
+        for k in ("abs", "rel"):
+            v = r.get(k, 0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{where}.{k}: got {v!r}; allowed: a finite number >= 0")
+        if "skip" in r and not isinstance(r["skip"], bool):
+            raise ConfigError(f"{where}.skip: got {r['skip']!r}; allowed: true or false")
     return rules
 
 
@@ -74,6 +114,7 @@ def compare(now: dict[str, Any], published: dict[str, Any], rules: list[dict[str
         if rule.get("skip"):
             continue
         a, b = published.get(key), now.get(key)
+        a, b = (None if isinstance(v, float) and not math.isfinite(v) else v for v in (a, b))  # NaN/inf fail
         tol_abs, tol_rel = float(rule.get("abs", 0.0)), float(rule.get("rel", 0.0))
         tol = None if a is None else tol_abs + tol_rel * abs(a)
         ok = a is not None and b is not None and abs(b - a) <= tol + 1e-12
@@ -85,7 +126,7 @@ def verify(root: Path, rev: str = "HEAD", published: str | None = None, toleranc
     rules = load_rules(root / tolerances if not tolerances.is_absolute() else tolerances)
     now = workspace_metrics(root)
     if published:
-        pub = _collect(json.loads(Path(published).read_text()))
+        pub = published_metrics(Path(published))
         source = published
     else:
         pub = git_metrics(root, rev)
