@@ -116,7 +116,7 @@ def plot_regularizers(cfg, paths: Paths) -> None:
 
 def averaging_markdown(paths: Paths) -> str:
     m = read_json(paths.metrics / "dropout_averaging.json")
-    ks = list(m["mc"])
+    ks = sorted(m["mc"], key=lambda k: int(k[1:]))  # JSON keys come back sorted as strings
     gap = m["mc_minus_ws"]
     k0, kc, kmax = ks[0], f"k{m['claim_k']}", f"k{m['k_max']}"
     n = m["weight_scaling"]["n"]
