@@ -66,6 +66,10 @@ class Experiment:
 EXPERIMENTS: dict[str, str] = {
     "dropout_toy": "mlpapers.papers.dropout.experiments:TOY",
     "dropout_mnist": "mlpapers.papers.dropout.experiments:MNIST",
+    "dropout_retention": "mlpapers.papers.dropout.experiments:RETENTION",
+    "dropout_regularizers": "mlpapers.papers.dropout.experiments:REGULARIZERS",
+    "dropout_averaging": "mlpapers.papers.dropout.experiments:AVERAGING",
+    "dropout_sparsity": "mlpapers.papers.dropout.experiments:SPARSITY",
     # FoX experiments:
     "fox": "mlpapers.papers.fox.experiments:FOX",
     # Seq2Seq experiments:

@@ -18,32 +18,19 @@ from typing import Literal, Mapping
 import numpy as np
 import torch
 
+import pandas as pd
+
+from mlpapers import stats
 from mlpapers.experiment import Experiment, Paths
-from mlpapers.papers.dropout import report
-from mlpapers.papers.dropout.model import MLP
-from mlpapers.papers.dropout.task import (ClassifierTask, accuracy, read_idx, read_mnist_csv,
-                                          to_inputs, two_moons)
+from mlpapers.papers.dropout import analysis, regularizers, report, retention
+from mlpapers.papers.dropout.common import (POOL, MLPConfig, build_mlp, check_seeds, load_net, mnist_arrays,
+                                            resolution, subset, train_net)
+from mlpapers.papers.dropout.task import ClassifierTask, accuracy, read_idx, read_mnist_csv, two_moons
 from mlpapers.runner import parallel_map, write_history
 from mlpapers.train import TrainConfig, fit, load_checkpoint, save_checkpoint
-from mlpapers.utils import mean_std, resolve_device, seed_everything, write_csv, write_json
+from mlpapers.utils import resolve_device, seed_everything, write_csv, write_json
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MLPConfig:
-    hidden: int  # units per hidden layer
-    depth: int  # hidden layers
-    p_input: float  # drop probability at the input (paper's retain 0.8 -> 0.2)
-    p_hidden: float  # drop probability after each hidden layer
-    max_norm: float  # c in ||w||_2 <= c (Section 5.1); 0 disables
-
-    def validate(self) -> None:
-        for key in ("p_input", "p_hidden"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)}")
-        if self.hidden < 1 or self.depth < 1 or self.max_norm < 0:
-            raise ValueError("hidden and depth must be >= 1 and max_norm >= 0")
 
 
 @dataclass(frozen=True)
@@ -60,28 +47,41 @@ class ToyConfig:
     models: Mapping[str, MLPConfig]  # variant name -> model
     train: TrainConfig
 
+    def validate(self) -> None:
+        check_seeds(self.seeds)
+        if self.data.n_train < 2 or self.data.n_test < 2 or not self.data.noise >= 0:
+            raise ValueError("data.n_train and data.n_test must be >= 2 and data.noise >= 0")
+
 
 @dataclass(frozen=True)
 class MnistData:
     train_set: Literal["subset5k", "full"]  # mnist_5k.csv.gz (offline mirror) or the 60k IDX files
     sizes: tuple[int, ...]  # N: training-set sizes drawn at random from train_set
+    val_size: int  # held-out pool images for the early-stopping check (disjoint from each training set)
+    early_stop_sizes: tuple[int, ...]  # N at which val/test accuracy is tracked during training
 
     def validate(self) -> None:
-        limit = 5000 if self.train_set == "subset5k" else 60000
-        if not self.sizes or any(not 0 < n <= limit for n in self.sizes):
-            raise ValueError(f"sizes must be in [1, {limit}] for train_set {self.train_set}, got {list(self.sizes)}")
+        limit = POOL[self.train_set]
+        if not self.sizes or len(set(self.sizes)) != len(self.sizes) or any(not 0 < n <= limit for n in self.sizes):
+            raise ValueError(f"sizes must be unique and in [1, {limit}] for train_set {self.train_set}, "
+                             f"got {list(self.sizes)}")
+        if not set(self.early_stop_sizes) <= set(self.sizes):
+            raise ValueError("early_stop_sizes must be a subset of sizes")
+        if self.early_stop_sizes and not (self.val_size > 0 and max(self.early_stop_sizes) + self.val_size <= limit):
+            raise ValueError(f"val_size must be > 0 and fit beside every early_stop_size in the pool of {limit}")
 
 
 @dataclass(frozen=True)
 class MnistConfig:
     seeds: tuple[int, ...]
     data: MnistData
-    models: Mapping[str, MLPConfig]
+    models: Mapping[str, MLPConfig]  # "plain" (no dropout) and "dropout" (dropout + max-norm)
     train: TrainConfig
 
-
-def build_mlp(cfg: MLPConfig, n_in: int, n_out: int) -> MLP:
-    return MLP(n_in, cfg.hidden, cfg.depth, n_out, cfg.p_input, cfg.p_hidden)
+    def validate(self) -> None:
+        check_seeds(self.seeds)
+        if set(self.models) != {"plain", "dropout"}:
+            raise ValueError(f"models must be exactly plain and dropout, got {list(self.models)}")
 
 
 # ---------------------------------------------------------------------------- toy
@@ -117,24 +117,20 @@ def evaluate_toy(cfg: ToyConfig, paths: Paths) -> None:
     device = resolve_device(cfg.train.device)
     out, per_seed = {}, []
     for variant, mcfg in cfg.models.items():
-        accs = {"train_acc": [], "test_acc": [], "gap": []}
         for seed in cfg.seeds:
             (x, y), (xt, yt) = toy_data(cfg, seed)
             model = build_mlp(mcfg, 2, 2)
-            load_checkpoint(paths.models / "dropout_toy" / variant / f"seed{seed}.pt", model)
+            load_checkpoint(paths.checkpoint("dropout_toy", variant, f"seed{seed}"), model)
             model.to(device)
             tr, te = accuracy(model, x, y, device), accuracy(model, xt, yt, device)
-            for k, v in (("train_acc", tr), ("test_acc", te), ("gap", tr - te)):
-                accs[k].append(v)
-            per_seed.append({"variant": variant, "seed": seed, "train_acc": tr, "test_acc": te})
-        out[variant] = {k: mean_std(v) for k, v in accs.items()}
+            per_seed.append({"variant": variant, "seed": seed, "train_acc": tr, "test_acc": te, "gap": tr - te})
+        rows = [r for r in per_seed if r["variant"] == variant]
+        out[variant] = {k: stats.summarize([r[k] for r in rows]) for k in ("train_acc", "test_acc", "gap")}
     # paired over seeds (same data for both variants): dropout minus plain
     if {"plain", "dropout"} <= set(out):
-        out["dropout_minus_plain"] = {
-            k: mean_std(np.subtract([r[k] for r in per_seed if r["variant"] == "dropout"],
-                                    [r[k] for r in per_seed if r["variant"] == "plain"]))
-            for k in ("train_acc", "test_acc")
-        }
+        col = lambda v, k: [r[k] for r in per_seed if r["variant"] == v]  # noqa: E731
+        out["dropout_minus_plain"] = {k: stats.paired(col("dropout", k), col("plain", k))
+                                      for k in ("train_acc", "test_acc")}
     write_json(paths.metrics / "dropout_toy.json", out)
     write_csv(paths.plots / "dropout_toy" / "per_seed.csv", per_seed)
 
@@ -158,29 +154,10 @@ def prepare_mnist(cfg: MnistConfig, paths: Paths) -> None:
     log.info("mnist: %d training, %d test images -> %s", len(x), len(xt), out)
 
 
-def mnist_arrays(paths: Paths):
-    d = np.load(paths.prepared / "mnist.npz")
-    return (to_inputs(d["x_train"]), torch.from_numpy(d["y_train"])), (to_inputs(d["x_test"]), torch.from_numpy(d["y_test"]))
-
-
-def subset(n_total: int, n: int, seed: int) -> torch.Tensor:
-    """Indices of a training set of size n, drawn at random (seeded) without replacement."""
-    return torch.from_numpy(np.random.default_rng(10_000 + seed).permutation(n_total)[:n])
-
-
 def train_mnist_job(cfg: MnistConfig, variant: str, paths: Paths, job: tuple[int, int]) -> list[dict]:
-    """One (N, seed) job: a seeded random training set of N images, one net trained on it."""
-    n, seed = job
-    mcfg = cfg.models[variant]
-    (x, y), _ = mnist_arrays(paths)
-    seed_everything(seed)
-    idx = subset(len(x), n, seed)
-    model = build_mlp(mcfg, 784, 10)
-    task = ClassifierTask(model, x[idx], y[idx], cfg.train.batch_size, mcfg.max_norm, {})
-    history = fit(task, cfg.train, seed=seed, desc=f"dropout_mnist/{variant}/n{n}/seed{seed}")
-    save_checkpoint(paths.checkpoint("dropout_mnist", variant, f"n{n}_seed{seed}"), model,
-                    model_config=mcfg, train_config=cfg.train, seed=seed, n=n)
-    return [{"n": n, "seed": seed, **r} for r in history]
+    """One (N, seed) job; at ``early_stop_sizes`` val and test accuracy are tracked during training."""
+    val = cfg.data.val_size if job[0] in cfg.data.early_stop_sizes else 0
+    return train_net(cfg.models[variant], cfg.train, paths, ("dropout_mnist", variant), val, job)
 
 
 def train_mnist(cfg: MnistConfig, variant: str, paths: Paths) -> None:
@@ -189,32 +166,60 @@ def train_mnist(cfg: MnistConfig, variant: str, paths: Paths) -> None:
     write_history(paths.plots / "dropout_mnist" / f"history_{variant}.csv", sum(per_job, []), paths.root)
 
 
+def early_stopped_error(history: pd.DataFrame, n: int, seed: int) -> float:
+    """Test error at the evaluation step with the best validation accuracy (first such step)."""
+    h = history[(history["n"] == n) & (history["seed"] == seed)].reset_index(drop=True)
+    return 1 - float(h.loc[h["val_acc"].idxmax(), "test_acc"])
+
+
 def evaluate_mnist(cfg: MnistConfig, paths: Paths) -> None:
+    """Fig. 10: test error vs N; the paper's claims (no gain at N <= 500, gain rises then falls)."""
     device = resolve_device(cfg.train.device)
     (x, y), (xt, yt) = mnist_arrays(paths)
-    out, curve = {}, []
-    errors: dict[tuple[str, int], list[float]] = {}
-    for variant, mcfg in cfg.models.items():
-        out[variant] = {}
+    rows = []
+    for variant in cfg.models:
+        hist = pd.read_csv(paths.plots / "dropout_mnist" / f"history_{variant}.csv")
         for n in cfg.data.sizes:
-            test_err, train_err = [], []
             for seed in cfg.seeds:
-                model = build_mlp(mcfg, 784, 10)
-                load_checkpoint(paths.models / "dropout_mnist" / variant / f"n{n}_seed{seed}.pt", model)
+                model, _ = load_net(paths, f"dropout_mnist/{variant}", n, seed)
                 model.to(device)
                 idx = subset(len(x), n, seed)
-                train_err.append(1 - accuracy(model, x[idx], y[idx], device))
-                test_err.append(1 - accuracy(model, xt, yt, device))
-            errors[(variant, n)] = test_err
-            out[variant][f"n{n}"] = {"test_error": mean_std(test_err), "train_error": mean_std(train_err)}
-            s = mean_std(test_err)
-            curve.append({"variant": variant, "n": n, "test_error": s["mean"], "test_error_std": s["std"]})
-    if {"plain", "dropout"} <= set(out):
-        out["dropout_minus_plain"] = {
-            f"n{n}": {"test_error": mean_std(np.subtract(errors[("dropout", n)], errors[("plain", n)]))}
-            for n in cfg.data.sizes
-        }
+                row = {"variant": variant, "n": n, "seed": seed, "train_error": 1 - accuracy(model, x[idx], y[idx], device),
+                       "test_error": 1 - accuracy(model, xt, yt, device)}
+                if n in cfg.data.early_stop_sizes:
+                    row["early_stopped_test_error"] = early_stopped_error(hist, n, seed)
+                rows.append(row)
+    err = lambda v, n, k="test_error": [r[k] for r in rows if r["variant"] == v and r["n"] == n]  # noqa: E731
+    out: dict = {v: {f"n{n}": {k: stats.summarize(err(v, n, k)) for k in ("test_error", "train_error")}
+                     for n in cfg.data.sizes} for v in cfg.models}
+    out["dropout_minus_plain"] = {f"n{n}": {"test_error": stats.paired(err("dropout", n), err("plain", n))}
+                                  for n in cfg.data.sizes}
+    # "no gain at N <= 500": |dropout - plain| within what the test set resolves at that error
+    out["no_gain"] = {f"n{n}": {"diff": out["dropout_minus_plain"][f"n{n}"]["test_error"],
+                                "margin": resolution(out["plain"][f"n{n}"]["test_error"]["mean"], len(xt))}
+                      for n in cfg.data.sizes if n <= 500}
+    # "the gain rises then falls": gain g(N) = plain - dropout; N* = the interior N with the largest mean gain
+    gain = {n: np.subtract(err("plain", n), err("dropout", n)) for n in cfg.data.sizes}
+    sizes = sorted(cfg.data.sizes)
+    if len(sizes) >= 3:
+        peak = max(sizes[1:-1], key=lambda n: gain[n].mean())
+        out["rise_fall"] = {"peak_n": peak, "rise": stats.paired(gain[peak], gain[sizes[0]]),
+                            "fall": stats.paired(gain[peak], gain[sizes[-1]])}
+    # the candidate explanation: each net stopped early at its best validation step
+    out["early_stop"] = {}
+    for n in cfg.data.early_stop_sizes:
+        es = {v: err(v, n, "early_stopped_test_error") for v in cfg.models}
+        out["early_stop"][f"n{n}"] = {
+            "plain": stats.summarize(es["plain"]), "dropout": stats.summarize(es["dropout"]),
+            "diff": stats.paired(es["dropout"], es["plain"]),
+            "margin": resolution(float(np.mean(es["plain"])), len(xt))}
+    out["setup"] = {"hidden": cfg.models["plain"].hidden, "depth": cfg.models["plain"].depth,
+                    "steps": cfg.train.steps, "n_test": len(xt)}
     write_json(paths.metrics / "dropout_mnist.json", out)
+    write_csv(paths.plots / "dropout_mnist" / "per_seed.csv", rows)
+    curve = [{"variant": v, "n": n, "test_error": out[v][f"n{n}"]["test_error"]["mean"],
+              "ci_lo": out[v][f"n{n}"]["test_error"]["ci_lo"], "ci_hi": out[v][f"n{n}"]["test_error"]["ci_hi"]}
+             for v in cfg.models for n in cfg.data.sizes]
     write_csv(paths.plots / "dropout_mnist" / "test_error_vs_n.csv", curve)
 
 
@@ -227,3 +232,7 @@ MNIST = Experiment(
     train=train_mnist, evaluate=evaluate_mnist, plot=report.plot_mnist, report=report.mnist_markdown,
     prepare=prepare_mnist,
 )
+RETENTION = retention.EXPERIMENT
+REGULARIZERS = regularizers.EXPERIMENT
+AVERAGING = analysis.AVERAGING
+SPARSITY = analysis.SPARSITY

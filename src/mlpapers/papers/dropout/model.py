@@ -5,6 +5,8 @@ https://jmlr.org/papers/v15/srivastava14a.html
 
 Implemented from scratch:
 
+* ``GaussianDropout`` -- Section 10: multiplicative N(1, sigma^2) noise, sigma^2 = p/(1-p)
+  in our drop convention (the paper's (1-p)/p with p = retain).
 * ``Dropout`` -- Section 4, Eq. (1)-(4): r_j ~ Bernoulli(1 - p), y~ = r * y. The paper
   keeps units with probability (1 - p) at training time and scales the *weights* by
   (1 - p) at test time (Section 4 / Fig. 2). We use the equivalent "inverted" form: survivors
@@ -44,6 +46,35 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+class GaussianDropout(nn.Module):
+    """Multiplicative Gaussian noise (Section 10): train: y = x * r, r ~ N(1, sigma^2); eval: y = x.
+
+    The paper sets sigma^2 = (1 - p_keep) / p_keep for retain probability p_keep, so that each
+    unit's noise has the mean (1) and variance of inverted Bernoulli dropout r' / p_keep,
+    r' ~ Bernoulli(p_keep). In our drop-probability convention p = 1 - p_keep this reads
+    sigma^2 = p / (1 - p). Like the inverted Bernoulli form, nothing is rescaled at test time.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.sigma = (self.p / (1.0 - self.p)) ** 0.5  # sigma^2 = (1 - p_keep) / p_keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        r = 1.0 + self.sigma * torch.randn_like(x)  # r_j ~ N(1, sigma^2)
+        return x * r
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, sigma={self.sigma:.4f}"
+
+
+NOISES = {"bernoulli": Dropout, "gaussian": GaussianDropout}
+
+
 @torch.no_grad()
 def max_norm_(linear: nn.Linear, c: float) -> None:
     """Project each unit's incoming weights onto ||w||_2 <= c (Section 5.1), in place.
@@ -57,19 +88,27 @@ def max_norm_(linear: nn.Linear, c: float) -> None:
 class MLP(nn.Module):
     """in -> [Dropout(p_input)] -> (Linear -> ReLU -> Dropout(p_hidden)) x depth -> Linear."""
 
-    def __init__(self, n_in: int, n_hidden: int, depth: int, n_out: int, p_input: float, p_hidden: float):
+    def __init__(self, n_in: int, n_hidden: int, depth: int, n_out: int, p_input: float, p_hidden: float,
+                 noise: str = "bernoulli"):
         super().__init__()
-        self.input_dropout = Dropout(p_input)
+        if noise not in NOISES:
+            raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
+        self.input_dropout = NOISES[noise](p_input)
         dims = [n_in] + [n_hidden] * depth
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.dropouts = nn.ModuleList(Dropout(p_hidden) for _ in range(depth))
+        self.dropouts = nn.ModuleList(NOISES[noise](p_hidden) for _ in range(depth))
         self.out = nn.Linear(dims[-1], n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.input_dropout(x)  # (B, n_in)
+        return self.out(self.features(x)[-1])  # (B, n_out) logits
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each hidden layer's output after ReLU and dropout noise (Fig. 8 reads these)."""
+        h, out = self.input_dropout(x), []  # (B, n_in)
         for linear, drop in zip(self.hidden, self.dropouts):
             h = drop(torch.relu(linear(h)))  # (B, n_hidden)
-        return self.out(h)  # (B, n_out) logits
+            out.append(h)
+        return out
 
     def apply_max_norm(self, c: float) -> None:
         """Max-norm on every layer, the output layer included (as in the paper's nets)."""

@@ -64,10 +64,12 @@ class ClassifierTask:
     """Minibatch cross-entropy for an MLP; ``eval_sets`` name -> (x, y) for accuracy."""
 
     def __init__(self, model: MLP, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 max_norm: float, eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+                 max_norm: float, eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                 l1: float = 0.0, l2: float = 0.0):
         self.model, self.x, self.y = model, x, y
         self.batch_size = min(batch_size, len(x))
         self.max_norm = max_norm
+        self.l1, self.l2 = l1, l2  # Table 9's L1 / L2 penalties on the weight matrices (not biases)
         self.eval_sets = eval_sets
         self.device = torch.device("cpu")  # set by fit()
         self._order = torch.empty(0, dtype=torch.long)
@@ -81,7 +83,12 @@ class ClassifierTask:
 
     def loss(self, batch) -> torch.Tensor:
         x, y = batch
-        return F.cross_entropy(self.model(x), y)
+        loss = F.cross_entropy(self.model(x), y)
+        if self.l1 > 0 or self.l2 > 0:
+            weights = [m.weight for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
+            # loss + l1 * sum |w| + l2 * sum w^2   (Section 7.5 / Table 9 baselines)
+            loss = loss + sum(self.l1 * w.abs().sum() + self.l2 * w.pow(2).sum() for w in weights)
+        return loss
 
     def after_step(self) -> None:
         if self.max_norm > 0:
