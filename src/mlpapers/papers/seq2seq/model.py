@@ -1,4 +1,4 @@
-"""Encoder-decoder with Luong global attention.
+"""Encoder-decoder with Luong global attention (decoding: ``decoding.py``).
 
 Sutskever, Vinyals, Le. "Sequence to Sequence Learning with Neural Networks", NeurIPS 2014,
 arXiv:1409.3215 -- the fixed-vector encoder-decoder (our ``attention="none"`` baseline).
@@ -22,7 +22,8 @@ Implemented from scratch:
   p(y_t | y_<t, x) = softmax(W_s h̃_t) (Eq. 6). With ``input_feed`` h̃_{t-1} is concatenated
   to the input embedding (Section 3.3, Fig. 4), which forces a per-step loop; without it
   the decoder runs as one LSTM call over the whole target and attention as batched
-  matrix products (the fast path). The baseline (``attention="none"``) uses
+  matrix products (the fast path). ``states`` stops before W_s, so the loss can apply
+  the softmax layer to real (non-padding) target positions only. The baseline (``attention="none"``) uses
   h̃_t = tanh(W_c h_t): same layers, but the decoder sees the source only through the
   encoder's final state (Sutskever et al.).
 """
