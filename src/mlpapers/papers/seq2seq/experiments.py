@@ -9,20 +9,25 @@ Scale and deviations from the papers are listed in README.md.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Mapping
 
 import numpy as np
 import torch
 
+from mlpapers import stats
 from mlpapers.experiment import Experiment, Paths
-from mlpapers.papers.seq2seq.model import Seq2Seq
-from mlpapers.papers.seq2seq.task import (ReversalTask, TranslationTask, Vocab, corpus_bleu, detokenize,
-                                          read_lines, reversal_accuracy, reversal_pairs, tokenize, translate)
+from mlpapers.papers.seq2seq.alignment import alignment_stats
+from mlpapers.papers.seq2seq.model import UNK, Seq2Seq
+from mlpapers.papers.seq2seq.task import (ReversalTask, TranslationTask, Vocab, corpus_bleu, read_lines,
+                                          reversal_accuracy, reversal_pairs, translate)
+from mlpapers.papers.seq2seq.tokenizer import detokenize, tokenize, unk_rate
+from mlpapers.runner import parallel_map, write_history
 from mlpapers.train import TrainConfig, fit, load_checkpoint, save_checkpoint
-from mlpapers.utils import atomic_write_text, mean_std, resolve_device, seed_everything, write_csv, write_json
+from mlpapers.utils import atomic_write_text, resolve_device, seed_everything, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class ModelConfig:
     def validate(self) -> None:
         if self.embed < 1 or self.hidden < 1:
             raise ValueError("embed and hidden must be >= 1")
+        if self.embed > 4096 or self.hidden > 4096:
+            raise ValueError("embed and hidden must be <= 4096")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.input_feed and self.attention == "none":
@@ -51,13 +58,17 @@ class Multi30kData:
     min_freq: int  # vocabulary: training-split tokens seen at least this often; others -> <unk>
     max_train_len: int  # drop training pairs with more tokens than this on either side
     length_buckets: tuple[int, ...]  # upper edges (source tokens) of BLEU buckets; the last is open
-    max_decode_len: int  # greedy decoding stops here if no <eos>
+    max_decode_len: int  # decoding stops here if no <eos>
+    beam: int  # beam size of the reported decode (1 = greedy); greedy test2016 BLEU is reported beside it
+    alpha: float  # length normalisation of the final beam pick: log p(y|x) / |y|^alpha (0 = none)
     heatmap_sentences: tuple[int, ...]  # indices into test_2016_flickr for the attention plot
     test_limit: int  # evaluate on the first N sentences of each test set; 0 = all (tiny runs only)
 
     def validate(self) -> None:
         if self.min_freq < 1 or self.max_train_len < 1 or self.max_decode_len < 1 or self.test_limit < 0:
             raise ValueError("min_freq, max_train_len and max_decode_len must be >= 1, test_limit >= 0")
+        if not 1 <= self.beam <= 64 or not 0 <= self.alpha <= 2:
+            raise ValueError(f"beam must be in [1, 64] and alpha in [0, 2], got {self.beam}, {self.alpha}")
         if self.test_limit and max(self.heatmap_sentences, default=0) >= self.test_limit:
             raise ValueError("heatmap_sentences must be < test_limit")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or not self.length_buckets:
@@ -72,8 +83,7 @@ class Multi30kConfig:
     train: TrainConfig
 
     def validate(self) -> None:
-        if "baseline" not in self.models:
-            raise ValueError("models must contain a 'baseline' variant (attention: none)")
+        _check_seeds_and_models(self.seeds, self.models)
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ class ReverseData:
             raise ValueError("need 1 <= train_min_len <= train_max_len")
         if self.n_symbols < 2 or self.n_test < 1 or not self.test_lengths or min(self.test_lengths) < 1:
             raise ValueError("n_symbols >= 2, n_test >= 1 and test_lengths >= 1 required")
+        if self.max_decode_extra < 0:
+            raise ValueError("max_decode_extra must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -101,25 +113,36 @@ class ReverseConfig:
     train: TrainConfig
 
     def validate(self) -> None:
-        if "baseline" not in self.models:
-            raise ValueError("models must contain a 'baseline' variant (attention: none)")
+        _check_seeds_and_models(self.seeds, self.models)
+
+
+def _check_seeds_and_models(seeds, models) -> None:
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"seeds must be non-empty, unique and >= 0, got {list(seeds)}")
+    if "baseline" not in models or models["baseline"].attention != "none":
+        raise ValueError("models must contain a 'baseline' variant with attention: none")
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     return Seq2Seq(src_vocab, tgt_vocab, cfg.embed, cfg.hidden, cfg.attention, cfg.input_feed, cfg.dropout)
 
 
-def paired_diffs(out: dict, per_seed: dict, keys: list[tuple[str, ...]]) -> None:
-    """out['<variant>_minus_baseline'][key] = mean_std over seeds of variant - baseline (same seeds)."""
-    for v in [v for v in per_seed if v != "baseline"]:
-        d: dict = {}
-        for key in keys:
-            diff = mean_std(np.subtract(per_seed[v][key], per_seed["baseline"][key]))
-            node = d
-            for k in key[:-1]:
-                node = node.setdefault(k, {})
-            node[key[-1]] = diff
-        out[f"{v}_minus_baseline"] = d
+def summaries(per_seed: dict) -> dict:
+    """Nested dict of per-seed value lists -> the same nesting of stats.summarize dicts."""
+    return {k: summaries(v) if isinstance(v, dict) else stats.summarize(v) for k, v in per_seed.items()}
+
+
+def paired_all(a: dict, b: dict) -> dict:
+    """Nested per-seed lists a, b (same seeds) -> nested stats.paired(a - b) summaries."""
+    return {k: paired_all(v, b[k]) if isinstance(v, dict) else stats.paired(v, b[k]) for k, v in a.items() if k in b}
+
+
+def collect(rows: list[dict]) -> dict:
+    """Per-seed result dicts (same nesting) -> one dict of per-seed lists."""
+    out: dict = {}
+    for k, v in rows[0].items():
+        out[k] = collect([r[k] for r in rows]) if isinstance(v, dict) else [r[k] for r in rows]
+    return out
 
 
 # ---------------------------------------------------------------------------- Multi30k
@@ -130,42 +153,62 @@ def _prepared(paths: Paths):
 
 
 def prepare_multi30k(cfg: Multi30kConfig, paths: Paths) -> None:
-    """Tokenise (lower-cased, regex), build vocabularies from train only, encode every split."""
+    """Moses-tokenise (lower-cased), build vocabularies from train only, encode every split."""
     raw = paths.raw / "multi30k"
-    toks = {s: {lang: [tokenize(t.lower()) for t in read_lines(raw / f"{s}.{lang}.gz")] for lang in ("de", "en")}
+    toks = {s: {lang: [tokenize(t, lang) for t in read_lines(raw / f"{s}.{lang}.gz")] for lang in ("de", "en")}
             for s in ("train", "val", *TEST_SETS)}
     vde = Vocab.build(toks["train"]["de"], cfg.data.min_freq)
     ven = Vocab.build(toks["train"]["en"], cfg.data.min_freq)
     splits = {s: {"src": [vde.encode(x) for x in d["de"]], "tgt": [ven.encode(y) for y in d["en"]]}
               for s, d in toks.items()}
+    unk = {s: {"de": unk_rate(d["src"], UNK), "en": unk_rate(d["tgt"], UNK)} for s, d in splits.items()}
     keep = [i for i, (x, y) in enumerate(zip(splits["train"]["src"], splits["train"]["tgt"]))
             if 0 < len(x) <= cfg.data.max_train_len and 0 < len(y) <= cfg.data.max_train_len]
     splits["train"] = {k: [v[i] for i in keep] for k, v in splits["train"].items()}
-    out = {"src_vocab": vde.itos, "tgt_vocab": ven.itos, "splits": splits}
+    out = {"src_vocab": vde.itos, "tgt_vocab": ven.itos, "unk_rate": unk, "splits": splits}
     atomic_write_text(_prepared(paths), json.dumps(out, separators=(",", ":")))
-    log.info("multi30k: vocab de %d, en %d (min_freq %d); %d training pairs", len(vde), len(ven),
-             cfg.data.min_freq, len(keep))
+    log.info("multi30k: vocab de %d, en %d (min_freq %d); %d training pairs; unk rate test2016 de %.3f en %.3f",
+             len(vde), len(ven), cfg.data.min_freq, len(keep), unk["test_2016_flickr"]["de"],
+             unk["test_2016_flickr"]["en"])
 
 
-def load_prepared(paths: Paths):
+def load_prepared(paths: Paths, with_unk: bool = False):
     with open(_prepared(paths)) as f:
         d = json.load(f)
-    return Vocab(d["src_vocab"]), Vocab(d["tgt_vocab"]), d["splits"]
+    out = Vocab(d["src_vocab"]), Vocab(d["tgt_vocab"]), d["splits"]
+    return (*out, d["unk_rate"]) if with_unk else out
+
+
+def val_bleu(model: Seq2Seq, cfg: Multi30kConfig, paths: Paths, ven: Vocab, splits: dict, device) -> float:
+    """Greedy BLEU on the validation split (the sweep's selection metric; test is never looked at)."""
+    cut = cfg.data.test_limit or None
+    refs = read_lines(paths.raw / "multi30k" / "val.en.gz")[:cut]
+    ids, _ = translate(model, splits["val"]["src"][:cut], cfg.data.max_decode_len, device)
+    return corpus_bleu([detokenize(ven.decode(h)) for h in ids], refs)[0]
+
+
+def train_multi30k_seed(cfg: Multi30kConfig, variant: str, paths: Paths, seed: int) -> tuple[list[dict], dict]:
+    """One seed: train, checkpoint, and score on validation (loss, greedy BLEU)."""
+    vde, ven, splits = load_prepared(paths)
+    mcfg = cfg.models[variant]
+    seed_everything(seed)
+    model = build_model(mcfg, len(vde), len(ven))
+    tr, va = splits["train"], splits["val"]
+    task = TranslationTask(model, tr["src"], tr["tgt"], cfg.train.batch_size, (va["src"], va["tgt"]))
+    history = fit(task, cfg.train, seed=seed, desc=f"seq2seq_multi30k/{variant}/seed{seed}")
+    save_checkpoint(paths.checkpoint("seq2seq_multi30k", variant, f"seed{seed}"), model,
+                    model_config=mcfg, train_config=cfg.train, seed=seed)
+    val = {"val_loss": history[-1]["val_loss"], "val_bleu_greedy": val_bleu(model, cfg, paths, ven, splits, task.device)}
+    return [{"seed": seed, **r} for r in history], val
 
 
 def train_multi30k(cfg: Multi30kConfig, variant: str, paths: Paths) -> None:
-    vde, ven, splits = load_prepared(paths)
-    mcfg, rows = cfg.models[variant], []
-    for seed in cfg.seeds:
-        seed_everything(seed)
-        model = build_model(mcfg, len(vde), len(ven))
-        tr, va = splits["train"], splits["val"]
-        task = TranslationTask(model, tr["src"], tr["tgt"], cfg.train.batch_size, (va["src"], va["tgt"]))
-        history = fit(task, cfg.train, seed=seed, desc=f"seq2seq_multi30k/{variant}/seed{seed}")
-        rows += [{"seed": seed, **r} for r in history]
-        save_checkpoint(paths.models / "seq2seq_multi30k" / variant / f"seed{seed}.pt", model,
-                        model_config=mcfg, train_config=cfg.train, seed=seed)
-    write_csv(paths.plots / "seq2seq_multi30k" / f"history_{variant}.csv", rows)
+    per_seed = parallel_map(functools.partial(train_multi30k_seed, cfg, variant, paths), cfg.seeds, paths.compute)
+    write_history(paths.plots / "seq2seq_multi30k" / f"history_{variant}.csv", sum([h for h, _ in per_seed], []),
+                  paths.root)
+    # validation numbers of this variant: what `dvc exp show` lists for the sweep
+    write_json(paths.metrics / "seq2seq_multi30k_train" / f"{variant}.json",
+               summaries(collect([v for _, v in per_seed])))
 
 
 def bucket_name(n: int, edges: tuple[int, ...]) -> str:
@@ -177,80 +220,111 @@ def bucket_name(n: int, edges: tuple[int, ...]) -> str:
     return f"{lo}+"
 
 
-def evaluate_multi30k(cfg: Multi30kConfig, paths: Paths) -> None:
+def evaluate_multi30k_job(cfg: Multi30kConfig, paths: Paths, job: tuple[str, int]) -> dict:
+    """One (variant, seed): beam BLEU on each test set and per length bucket, greedy BLEU on
+    test2016, validation loss, alignment diagnostics on test2016, heatmap sentences."""
+    variant, seed = job
+    mcfg, d = cfg.models[variant], cfg.data
     device = resolve_device(cfg.train.device)
     vde, ven, splits = load_prepared(paths)
-    cut = cfg.data.test_limit or None
-    refs = {s: read_lines(paths.raw / "multi30k" / f"{s}.en.gz")[:cut] for s in TEST_SETS}
-    splits = {**splits, **{s: {k: v[:cut] for k, v in splits[s].items()} for s in TEST_SETS}}
-    edges = cfg.data.length_buckets
-    # union of the three test sets, bucketed by source length (our tokens)
-    union_src = [x for s in TEST_SETS for x in splits[s]["src"]]
-    union_ref = [r for s in TEST_SETS for r in refs[s]]
-    buckets = [bucket_name(len(x), edges) for x in union_src]
-    names = [bucket_name(e, edges) for e in edges] + [bucket_name(edges[-1] + 1, edges)]
-    out: dict = {"bucket_sizes": {b: buckets.count(b) for b in names}}
+    cut = d.test_limit or None
+    model = build_model(mcfg, len(vde), len(ven))
+    load_checkpoint(paths.checkpoint("seq2seq_multi30k", variant, f"seed{seed}"), model)
+    model.to(device).eval()
+    res: dict = {}
+    hyp_all, ref_all, src_all = [], [], []
+    for s in TEST_SETS:
+        src, refs = splits[s]["src"][:cut], read_lines(paths.raw / "multi30k" / f"{s}.en.gz")[:cut]
+        ids, atts = translate(model, src, d.max_decode_len, device, beam=d.beam, alpha=d.alpha,
+                              attention=s == "test_2016_flickr")
+        hyps = [detokenize(ven.decode(h)) for h in ids]
+        res[f"bleu_{s}"], res["signature"] = corpus_bleu(hyps, refs)
+        hyp_all, ref_all, src_all = hyp_all + hyps, ref_all + refs, src_all + src
+        if s == "test_2016_flickr":
+            g_ids, _ = translate(model, src, d.max_decode_len, device)  # greedy, beside the beam
+            res["bleu_greedy_test_2016_flickr"] = corpus_bleu([detokenize(ven.decode(h)) for h in g_ids], refs)[0]
+            if atts[0] is not None:
+                res["alignment"] = alignment_stats(atts)
+                res["heat"] = [{"src": [vde.itos[i] for i in src[k]], "hyp": ven.decode(ids[k]) + ["<eos>"],
+                                "weights": atts[k].tolist()} for k in d.heatmap_sentences]
+    buckets = [bucket_name(len(x), d.length_buckets) for x in src_all]
+    res["bleu_by_length"] = {}
+    for b in dict.fromkeys(bucket_name(e, d.length_buckets) for e in (*d.length_buckets, d.length_buckets[-1] + 1)):
+        sel = [i for i, bb in enumerate(buckets) if bb == b]
+        res["bleu_by_length"][b] = corpus_bleu([hyp_all[i] for i in sel], [ref_all[i] for i in sel])[0] if sel else 0.0
+    task = TranslationTask(model, [], [], 1, (splits["val"]["src"], splits["val"]["tgt"]))
+    task.device = device
+    with torch.no_grad():
+        res["val_loss"] = task.evaluate()["val_loss"]
+    return res
+
+
+def evaluate_multi30k(cfg: Multi30kConfig, paths: Paths) -> None:
+    d = cfg.data
+    _, _, splits, unk = load_prepared(paths, with_unk=True)
+    cut = d.test_limit or None
+    jobs = [(v, seed) for v in cfg.models for seed in cfg.seeds]
+    results = parallel_map(functools.partial(evaluate_multi30k_job, cfg, paths), jobs, paths.compute)
+    union = [x for s in TEST_SETS for x in splits[s]["src"][:cut]]
+    names = list(results[0]["bleu_by_length"])
+    out: dict = {"sacrebleu_signature": results[0]["signature"], "decode": {"beam": d.beam, "alpha": d.alpha},
+                 "unk_rate": unk, "bucket_sizes": {b: sum(bucket_name(len(x), d.length_buckets) == b for x in union)
+                                                  for b in names}}
     per_seed: dict = {}
-    curve, heat = [], None
-    for variant, mcfg in cfg.models.items():
-        scores: dict = {"val_loss": [], **{f"bleu_{s}": [] for s in TEST_SETS}, "bleu_by_length": {b: [] for b in names}}
-        for seed in cfg.seeds:
-            model = build_model(mcfg, len(vde), len(ven))
-            load_checkpoint(paths.models / "seq2seq_multi30k" / variant / f"seed{seed}.pt", model)
-            model.to(device)
-            hyp_all = []
-            for s in TEST_SETS:
-                ids, atts = translate(model, splits[s]["src"], cfg.data.max_decode_len, device)
-                hyps = [detokenize(ven.decode(h)) for h in ids]
-                bleu, sig = corpus_bleu(hyps, refs[s])
-                scores[f"bleu_{s}"].append(bleu)
-                hyp_all += hyps
-                if s == "test_2016_flickr" and atts[0] is not None:  # diagnostic: weight on source token 1
-                    scores.setdefault("attention_on_first_token", []).append(float(np.mean([w[:, 0].mean() for w in atts])))
-                if s == "test_2016_flickr" and heat is None and atts[0] is not None:
-                    heat = {"variant": variant, "seed": seed, "sentences": [
-                        {"src": [vde.itos[i] for i in splits[s]["src"][k]], "hyp": ven.decode(ids[k]) + ["<eos>"],
-                         "weights": atts[k].tolist()} for k in cfg.data.heatmap_sentences]}
-            for b in names:
-                sel = [i for i, bb in enumerate(buckets) if bb == b]
-                scores["bleu_by_length"][b].append(corpus_bleu([hyp_all[i] for i in sel], [union_ref[i] for i in sel])[0]
-                                                   if sel else float("nan"))
-            task = TranslationTask(model, [], [], 1, (splits["val"]["src"], splits["val"]["tgt"]))
-            task.device = device
-            model.eval()
-            with torch.no_grad():
-                scores["val_loss"].append(task.evaluate()["val_loss"])
-        out["sacrebleu_signature"] = sig
-        per_seed[variant] = {(k,): v for k, v in scores.items() if k != "bleu_by_length"}
-        per_seed[variant].update({("bleu_by_length", b): v for b, v in scores["bleu_by_length"].items()})
-        out[variant] = {k: mean_std(v) for k, v in scores.items() if k != "bleu_by_length"}
-        out[variant]["bleu_by_length"] = {b: mean_std(v) for b, v in scores["bleu_by_length"].items()}
-        for i, b in enumerate(names):
-            s = out[variant]["bleu_by_length"][b]
-            curve.append({"variant": variant, "bucket": b, "order": i, "n": out["bucket_sizes"][b],
-                          "bleu": s["mean"], "bleu_std": s["std"]})
-    paired_diffs(out, per_seed, [("bleu_test_2016_flickr",)] + [("bleu_by_length", b) for b in names])
+    heat = None
+    for v in cfg.models:
+        rows = [r for (vv, _), r in zip(jobs, results) if vv == v]
+        if heat is None and "heat" in rows[0]:  # tuned attention model, first seed
+            heat = {"variant": v, "seed": cfg.seeds[0], "sentences": rows[0]["heat"]}
+        per_seed[v] = collect([{k: x for k, x in r.items() if k not in ("heat", "signature")} for r in rows])
+        out[v] = summaries(per_seed[v])
+    for v in cfg.models:
+        if v == "baseline":
+            continue
+        diff = paired_all({k: x for k, x in per_seed[v].items() if k != "alignment"}, per_seed["baseline"])
+        b = per_seed[v]["bleu_by_length"]
+        base = per_seed["baseline"]["bleu_by_length"]
+        # does attention's gain grow from the shortest to the longest bucket (Luong Fig. 6)?
+        diff["gain_long_minus_short"] = stats.paired(np.subtract(b[names[-1]], base[names[-1]]),
+                                                     np.subtract(b[names[0]], base[names[0]]))
+        out[f"{v}_minus_baseline"] = diff
+        if "alignment" in per_seed[v]:
+            al = per_seed[v]["alignment"]
+            out[v]["alignment"]["entropy_minus_uniform"] = stats.paired(al["entropy"], al["uniform_entropy"])
+        fed = [w for w in cfg.models if w != v and cfg.models[w] == replace(cfg.models[v], input_feed=True)]
+        if not cfg.models[v].input_feed and fed:  # input feeding (Luong §3.3) at equal steps
+            out[f"{fed[0]}_minus_{v}"] = paired_all({"bleu_test_2016_flickr": per_seed[fed[0]]["bleu_test_2016_flickr"]},
+                                                   per_seed[v])
+    curve = [{"variant": v, "bucket": b, "order": i, "n": out["bucket_sizes"][b],
+              "bleu": out[v]["bleu_by_length"][b]["mean"], "bleu_std": _nan0(out[v]["bleu_by_length"][b]["std"])}
+             for v in cfg.models for i, b in enumerate(names)]
     write_json(paths.metrics / "seq2seq_multi30k.json", out)
     write_csv(paths.plots / "seq2seq_multi30k" / "bleu_by_length.csv", curve)
     if heat is not None:
         write_json(paths.plots / "seq2seq_multi30k" / "attention.json", heat, digits=4)
 
 
+def _nan0(x: float) -> float:
+    return 0.0 if x != x else x
+
+
 # -------------------------------------------------------------------------- reversal
 
 
+def train_reverse_seed(cfg: ReverseConfig, variant: str, paths: Paths, seed: int) -> list[dict]:
+    mcfg, d = cfg.models[variant], cfg.data
+    seed_everything(seed)
+    model = build_model(mcfg, 4 + d.n_symbols, 4 + d.n_symbols)
+    task = ReversalTask(model, d.n_symbols, d.train_min_len, d.train_max_len, cfg.train.batch_size)
+    history = fit(task, cfg.train, seed=seed, desc=f"seq2seq_reverse/{variant}/seed{seed}")
+    save_checkpoint(paths.checkpoint("seq2seq_reverse", variant, f"seed{seed}"), model,
+                    model_config=mcfg, train_config=cfg.train, seed=seed)
+    return [{"seed": seed, **r} for r in history]
+
+
 def train_reverse(cfg: ReverseConfig, variant: str, paths: Paths) -> None:
-    mcfg, d, rows = cfg.models[variant], cfg.data, []
-    vocab = 4 + d.n_symbols
-    for seed in cfg.seeds:
-        seed_everything(seed)
-        model = build_model(mcfg, vocab, vocab)
-        task = ReversalTask(model, d.n_symbols, d.train_min_len, d.train_max_len, cfg.train.batch_size)
-        history = fit(task, cfg.train, seed=seed, desc=f"seq2seq_reverse/{variant}/seed{seed}")
-        rows += [{"seed": seed, **r} for r in history]
-        save_checkpoint(paths.models / "seq2seq_reverse" / variant / f"seed{seed}.pt", model,
-                        model_config=mcfg, train_config=cfg.train, seed=seed)
-    write_csv(paths.plots / "seq2seq_reverse" / f"history_{variant}.csv", rows)
+    per_seed = parallel_map(functools.partial(train_reverse_seed, cfg, variant, paths), cfg.seeds, paths.compute)
+    write_history(paths.plots / "seq2seq_reverse" / f"history_{variant}.csv", sum(per_seed, []), paths.root)
 
 
 def reversal_test_set(d: ReverseData):
@@ -259,40 +333,46 @@ def reversal_test_set(d: ReverseData):
     return {L: reversal_pairs(d.n_test, torch.full((d.n_test,), L), d.n_symbols, g) for L in d.test_lengths}
 
 
-def evaluate_reverse(cfg: ReverseConfig, paths: Paths) -> None:
-    device = resolve_device(cfg.train.device)
+def evaluate_reverse_job(cfg: ReverseConfig, paths: Paths, job: tuple[str, int]) -> dict:
+    """One (variant, seed): greedy exact match and token accuracy per test length."""
+    variant, seed = job
     d = cfg.data
-    tests = reversal_test_set(d)
-    out: dict = {"train_lengths": {"min": d.train_min_len, "max": d.train_max_len}}
-    per_seed, curve = {}, []
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg.models[variant], 4 + d.n_symbols, 4 + d.n_symbols)
+    load_checkpoint(paths.checkpoint("seq2seq_reverse", variant, f"seed{seed}"), model)
+    model.to(device)
+    res = {}
+    for L, (src, tgt) in reversal_test_set(d).items():
+        hyps, _ = translate(model, src, L + d.max_decode_extra, device)
+        exact, tok = reversal_accuracy(hyps, tgt)
+        res[f"L{L:02d}"] = {"exact": exact, "token": tok}
     in_range = [L for L in d.test_lengths if d.train_min_len <= L <= d.train_max_len]
     beyond = [L for L in d.test_lengths if L > d.train_max_len]
-    for variant, mcfg in cfg.models.items():
-        acc = {(f"L{L:02d}", m): [] for L in d.test_lengths for m in ("exact", "token")}
-        for seed in cfg.seeds:
-            model = build_model(mcfg, 4 + d.n_symbols, 4 + d.n_symbols)
-            load_checkpoint(paths.models / "seq2seq_reverse" / variant / f"seed{seed}.pt", model)
-            model.to(device)
-            for L, (src, tgt) in tests.items():
-                hyps, _ = translate(model, src, L + d.max_decode_extra, device)
-                exact, tok = reversal_accuracy(hyps, tgt)
-                acc[(f"L{L:02d}", "exact")].append(exact)
-                acc[(f"L{L:02d}", "token")].append(tok)
-        # averages over the in-range and beyond-range lengths, per seed
-        for name, Ls in (("in_range", in_range), ("beyond", beyond)):
-            for m in ("exact", "token"):
-                if Ls:
-                    acc[(name, m)] = list(np.mean([acc[(f"L{L:02d}", m)] for L in Ls], axis=0))
-        per_seed[variant] = acc
-        out[variant] = {}
-        for (k, m), v in acc.items():
-            out[variant].setdefault(k, {})[m] = mean_std(v)
+    for name, Ls in (("in_range", in_range), ("beyond", beyond)):
+        if Ls:
+            res[name] = {m: float(np.mean([res[f"L{L:02d}"][m] for L in Ls])) for m in ("exact", "token")}
+    # token-accuracy drop from the shortest to the longest in-range length
+    res["drop"] = {"token": res[f"L{min(in_range):02d}"]["token"] - res[f"L{max(in_range):02d}"]["token"]}
+    return res
+
+
+def evaluate_reverse(cfg: ReverseConfig, paths: Paths) -> None:
+    d = cfg.data
+    jobs = [(v, seed) for v in cfg.models for seed in cfg.seeds]
+    results = parallel_map(functools.partial(evaluate_reverse_job, cfg, paths), jobs, paths.compute)
+    out: dict = {"train_lengths": {"min": d.train_min_len, "max": d.train_max_len}}
+    per_seed = {v: collect([r for (vv, _), r in zip(jobs, results) if vv == v]) for v in cfg.models}
+    curve = []
+    for v in cfg.models:
+        out[v] = summaries(per_seed[v])
         for L in d.test_lengths:
-            e, t = out[variant][f"L{L:02d}"]["exact"], out[variant][f"L{L:02d}"]["token"]
-            curve.append({"variant": variant, "length": L, "exact": e["mean"], "exact_std": e["std"],
-                          "token": t["mean"], "token_std": t["std"]})
-    keys = [k for k in per_seed["baseline"] if k[0] in ("in_range", "beyond")]
-    paired_diffs(out, per_seed, keys)
+            e, t = out[v][f"L{L:02d}"]["exact"], out[v][f"L{L:02d}"]["token"]
+            curve.append({"variant": v, "length": L, "exact": e["mean"], "exact_std": _nan0(e["std"]),
+                          "token": t["mean"], "token_std": _nan0(t["std"])})
+    for v in cfg.models:
+        if v != "baseline":
+            out[f"{v}_minus_baseline"] = paired_all({k: per_seed[v][k] for k in ("in_range", "beyond", "drop")
+                                                     if k in per_seed[v]}, per_seed["baseline"])
     write_json(paths.metrics / "seq2seq_reverse.json", out)
     write_csv(paths.plots / "seq2seq_reverse" / "accuracy_vs_length.csv", curve)
 

@@ -1,4 +1,4 @@
-"""Encoder-decoder with Luong global attention.
+"""Encoder-decoder with Luong global attention (decoding: ``decoding.py``).
 
 Sutskever, Vinyals, Le. "Sequence to Sequence Learning with Neural Networks", NeurIPS 2014,
 arXiv:1409.3215 -- the fixed-vector encoder-decoder (our ``attention="none"`` baseline).
@@ -22,7 +22,8 @@ Implemented from scratch:
   p(y_t | y_<t, x) = softmax(W_s h̃_t) (Eq. 6). With ``input_feed`` h̃_{t-1} is concatenated
   to the input embedding (Section 3.3, Fig. 4), which forces a per-step loop; without it
   the decoder runs as one LSTM call over the whole target and attention as batched
-  matrix products (the fast path). The baseline (``attention="none"``) uses
+  matrix products (the fast path). ``states`` stops before W_s, so the loss can apply
+  the softmax layer to real (non-padding) target positions only. The baseline (``attention="none"``) uses
   h̃_t = tanh(W_c h_t): same layers, but the decoder sees the source only through the
   encoder's final state (Sutskever et al.).
 """
@@ -130,18 +131,32 @@ class Decoder(nn.Module):
         logits = self.W_s(self.drop(h_tilde))[:, 0]  # (B, V)
         return logits, state, h_tilde[:, 0], None if a is None else a[:, 0]
 
-    def forward(self, tgt_in: torch.Tensor, memory, mask, state):
-        """Teacher forcing: tgt_in (B, T) = <bos> y_1 .. y_{T-1} -> logits (B, T, V), weights (B, T, S)."""
+    def states(self, tgt_in: torch.Tensor, memory, mask, state):
+        """Teacher forcing: tgt_in (B, T) = <bos> y_1 .. y_{T-1} -> h̃ (B, T, H), weights (B, T, S).
+
+        The softmax layer W_s is left to the caller, so the loss can apply it to real
+        (non-padding) target positions only: it is the most expensive matmul of a step.
+        """
         if not self.input_feed:  # fast path: one LSTM call, batched attention
             h, _ = self.rnn(self.drop(self.embed(tgt_in)), state)  # (B, T, H)
-            h_tilde, a = self.attentional(h, memory, mask)
-            return self.W_s(self.drop(h_tilde)), a
-        logits, weights, h_tilde = [], [], None
+            return self.attentional(h, memory, mask)
+        h_tildes, weights, h_tilde = [], [], None
         for t in range(tgt_in.size(1)):  # input feeding makes step t depend on h̃_{t-1}
-            lg, state, h_tilde, a = self.step(tgt_in[:, t], state, h_tilde, memory, mask)
-            logits.append(lg)
+            x = self.drop(self.embed(tgt_in[:, t]))[:, None, :]  # (B, 1, E)
+            if h_tilde is None:
+                h_tilde = x.new_zeros(x.size(0), self.W_s.in_features)
+            h, state = self.rnn(torch.cat([x, h_tilde[:, None, :]], -1), state)  # [y_{t-1}; h̃_{t-1}]
+            ht, a = self.attentional(h, memory, mask)
+            h_tilde = ht[:, 0]
+            h_tildes.append(ht)
             weights.append(a)
-        return torch.stack(logits, 1), (None if self.attn is None else torch.stack(weights, 1))
+        att = None if self.attn is None else torch.cat(weights, 1)
+        return torch.cat(h_tildes, 1), att
+
+    def forward(self, tgt_in: torch.Tensor, memory, mask, state):
+        """Teacher forcing -> logits (B, T, V) = W_s h̃_t (Eq. 6), weights (B, T, S)."""
+        h_tilde, a = self.states(tgt_in, memory, mask, state)
+        return self.W_s(self.drop(h_tilde)), a
 
 
 class Seq2Seq(nn.Module):
@@ -157,28 +172,7 @@ class Seq2Seq(nn.Module):
         memory, state = self.encoder(src, src_len)
         return self.decoder(tgt_in, memory, src != PAD, state)
 
-
-@torch.no_grad()
-def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, max_len: int):
-    """Batched greedy decoding from <bos>; a sentence stops at its first <eos>.
-
-    Returns ys (B, L) with L <= max_len (tokens after a sentence's <eos> are <pad>; the
-    loop ends as soon as every sentence has emitted <eos>) and attention weights (B, L, S)
-    (None for the baseline).
-    """
-    memory, state = model.encoder(src, src_len)
-    mask = src != PAD
-    B = src.size(0)
-    y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    ys, weights, h_tilde = [], [], None
-    for _ in range(max_len):
-        logits, state, h_tilde, a = model.decoder.step(y, state, h_tilde, memory, mask)
-        y = logits.argmax(-1).masked_fill(done, PAD)  # (B,): finished sentences emit <pad>
-        ys.append(y)
-        weights.append(a)
-        done |= y == EOS
-        if bool(done.all()):
-            break
-    att = None if weights[0] is None else torch.stack(weights, 1)
-    return torch.stack(ys, 1), att
+    def states(self, src, src_len, tgt_in):
+        """h̃ (B, T, H) and attention (B, T, S) under teacher forcing (no softmax layer)."""
+        memory, state = self.encoder(src, src_len)
+        return self.decoder.states(tgt_in, memory, src != PAD, state)

@@ -1,10 +1,7 @@
 """Data, loss and evaluation for the Seq2Seq experiments.
 
-* Tokeniser -- a deterministic regex tokeniser (no spaCy/Moses): words (``\\w+``) and single
-  punctuation characters; a token that follows a space carries the marker ``▁`` (as in
-  SentencePiece), so ``detokenize(tokenize(s)) == s`` for whitespace-normalised text.
-  Text is lower-cased before tokenising (Multi30k convention); BLEU is computed
-  case-insensitively against the original references.
+* Tokeniser -- Moses (``tokenizer.py``), lower-cased; BLEU with sacreBLEU on Moses-detokenised
+  hypotheses against the raw references, case-insensitive.
 * ``Vocab`` -- from the training split only; tokens seen fewer than ``min_freq`` times
   map to <unk>.
 * ``TranslationTask`` -- teacher-forced cross-entropy on length-bucketed minibatches.
@@ -15,28 +12,16 @@ from __future__ import annotations
 
 import collections
 import gzip
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mlpapers.papers.seq2seq.model import BOS, EOS, PAD, UNK, Seq2Seq, greedy_decode
+from mlpapers.papers.seq2seq.decoding import beam_search, greedy_decode
+from mlpapers.papers.seq2seq.model import BOS, EOS, PAD, UNK, Seq2Seq
 
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]  # ids PAD, UNK, BOS, EOS
-_TOKEN = re.compile(r" ?(?:\w+|[^\w\s])")  # optional leading space, then a word or one symbol
-MARK = "▁"  # "preceded by a space"
-
-
-def tokenize(text: str) -> list[str]:
-    """'A man, smiling.' -> ['▁A', '▁man', ',', '▁smiling', '.'] (whitespace normalised)."""
-    return [t.replace(" ", MARK, 1) if t[0] == " " else t for t in _TOKEN.findall(" " + " ".join(text.split()))]
-
-
-def detokenize(tokens: list[str]) -> str:
-    """Inverse of ``tokenize``: markers become spaces, the leading space is dropped."""
-    return "".join(t.replace(MARK, " ", 1) if t.startswith(MARK) else t for t in tokens).strip()
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -95,11 +80,18 @@ def make_batch(src: list[list[int]], tgt: list[list[int]]):
     return x, x_len, y[:, :-1], y[:, 1:]
 
 
-def seq2seq_loss(model: Seq2Seq, batch) -> torch.Tensor:
-    """Token-level cross-entropy of teacher-forced predictions, padding ignored."""
+def seq2seq_loss(model: Seq2Seq, batch, reduction: str = "mean") -> torch.Tensor:
+    """Token-level cross-entropy of teacher-forced predictions over real target tokens.
+
+    Padding is excluded twice over: the softmax layer W_s (the costliest matmul) runs only
+    on non-<pad> positions, and ``ignore_index`` guards the cross-entropy.
+    """
     src, src_len, tgt_in, tgt_out = batch
-    logits, _ = model(src, src_len, tgt_in)  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+    h_tilde, _ = model.states(src, src_len, tgt_in)  # (B, T, H)
+    keep = tgt_out != PAD  # (B, T)
+    dec = model.decoder
+    logits = dec.W_s(dec.drop(h_tilde[keep]))  # (N, V), N real target tokens
+    return F.cross_entropy(logits, tgt_out[keep], ignore_index=PAD, reduction=reduction)
 
 
 class TranslationTask:
@@ -148,8 +140,14 @@ class TranslationTask:
 
 
 @torch.no_grad()
-def translate(model: Seq2Seq, src: list[list[int]], max_len: int, device: torch.device, batch: int = 250):
-    """Greedy translations (id lists without <eos>) and attention weights (list of (L, S) arrays)."""
+def translate(model: Seq2Seq, src: list[list[int]], max_len: int, device: torch.device, beam: int = 1,
+              alpha: float = 1.0, batch: int = 200, attention: bool = False):
+    """Translations (id lists without <eos>); beam = 1 is greedy search.
+
+    With ``attention`` also returns, per sentence, the weights (L+1, S) the model puts on
+    the source while producing its own output (incl. <eos>), from one teacher-forced pass
+    over the hypotheses; else a list of None.
+    """
     model.eval()
     order = np.argsort([len(s) for s in src], kind="stable")  # similar lengths together
     hyps: list[list[int]] = [[] for _ in src]
@@ -157,13 +155,19 @@ def translate(model: Seq2Seq, src: list[list[int]], max_len: int, device: torch.
     for i in range(0, len(src), batch):
         idx = order[i : i + batch]
         x, x_len = pad_batch([src[j] for j in idx])
-        ys, a = greedy_decode(model, x.to(device), x_len.to(device), max_len)
+        x, x_len = x.to(device), x_len.to(device)
+        if beam == 1:
+            ys, _ = greedy_decode(model, x, x_len, max_len)
+        else:
+            ys = beam_search(model, x, x_len, max_len, beam, alpha)
+        rows = [r[: r.index(EOS)] if EOS in r else r for r in ys.tolist()]
         for k, j in enumerate(idx):
-            row = ys[k].tolist()
-            n = row.index(EOS) if EOS in row else len(row)
-            hyps[j] = row[:n]
-            if a is not None:
-                atts[j] = a[k, : n + 1, : len(src[j])].cpu().numpy()  # target steps incl. <eos>
+            hyps[j] = rows[k]
+        if attention and model.decoder.attn is not None:
+            y, _ = pad_batch(rows, bos=True, eos=True)  # <bos> y <eos>
+            _, a = model.states(x, x_len, y[:, :-1].to(device))  # (b, L+1, S)
+            for k, j in enumerate(idx):
+                atts[j] = a[k, : len(rows[k]) + 1, : len(src[j])].cpu().numpy()
     return hyps, atts
 
 
