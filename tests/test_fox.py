@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlpapers.papers.fox.analysis import (ablation_losses, attention_distance, gate_stats, gate_values,
-                                          gates_by_token)
+from mlpapers.papers.fox.analysis import (ablation_losses, attention_distance, constant_log_f, gate_stats,
+                                          gate_values, gates_by_token)
 from mlpapers.papers.fox.attention import (forgetting_attention, forgetting_attention_naive, gla_parallel,
                                            gla_recurrent)
 from mlpapers.papers.fox.model import LM, VARIANTS, LMConfig, cache_bytes, count_params
@@ -296,6 +296,11 @@ def test_attention_distance_limits():
         fox.blocks[0].mixer.fgate.bias.fill_(-40.0)  # f -> 0: attends to itself only
     (row,) = attention_distance(fox, torch.randint(0, 7, (2, T)))
     assert row["mean_distance"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_constant_gate_is_the_geometric_mean():
+    f = torch.tensor([[[0.01, 1.0], [0.5, 0.5]]], dtype=torch.float64)  # 1 layer, 2 heads, 2 tokens
+    torch.testing.assert_close(constant_log_f(f), torch.tensor([[math.log(0.1), math.log(0.5)]], dtype=torch.float64))
 
 
 def test_ablation_constant_gate_keeps_the_mean_log_gate_and_restores_the_model():

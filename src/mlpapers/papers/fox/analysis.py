@@ -119,6 +119,13 @@ def attention_distance(model: LM, x: torch.Tensor) -> list[dict]:
             for layer in range(totals.shape[0]) for head in range(totals.shape[1])]
 
 
+def constant_log_f(f: torch.Tensor) -> torch.Tensor:
+    """Per-head constant log gate for the ablation: mean log f over tokens, f (n_layer, n_head, N) ->
+    (n_layer, n_head). The mean of log f (not of f) keeps the mean decay per token,
+    prod_t f_t = exp(sum_t log f_t), unchanged."""
+    return f.clamp(min=1e-300).log().mean(-1)
+
+
 @torch.no_grad()
 def ablation_losses(model: LM, x: torch.Tensor, y: torch.Tensor, f: torch.Tensor,
                     device: torch.device) -> dict[str, float]:
@@ -128,7 +135,7 @@ def ablation_losses(model: LM, x: torch.Tensor, y: torch.Tensor, f: torch.Tensor
     a head is exp(mean log f) of that head, so that the mean decay per token is unchanged.
     """
     mixers = [b.mixer for b in model.blocks]
-    const = f.clamp(min=1e-300).log().mean(-1)  # (n_layer, n_head): mean log f per head
+    const = constant_log_f(f)  # (n_layer, n_head): mean log f per head
     out = {"trained": float(position_loss(model, x, y, device).mean())}
     try:
         for name in ("constant", "none"):

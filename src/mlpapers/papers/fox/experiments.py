@@ -1,9 +1,9 @@
 """FoX experiments as pipeline stages (params section ``fox``).
 
 * prepare -- the corpus as token-id streams in data/prepared/fox/ (train, val, vocab).
-* train   -- one variant (transformer, transformer_rope, transformer_nope, fox, gla) per
-             stage, every seed (seeds side by side: ``compute.workers``), with the shared
-             ``fit()``; checkpoints + training curves.
+* train   -- every variant (transformer, transformer_rope, transformer_nope, fox, gla) and
+             seed in one stage (``train fox all``; jobs side by side: ``compute.workers``), with
+             the shared ``fit()``; checkpoints + training curves.
 * evaluate -- every (variant, seed) checkpoint in parallel (``evaluate_one``): perplexity at
              the training length, length extrapolation (over positions > L and over whole
              windows), gate analysis and ablations (``analysis.py``), attention distance,
@@ -158,9 +158,20 @@ def train_seed(cfg: FoxConfig, variant: str, paths: Paths, seed: int) -> list[di
     return [{"seed": seed, **r} for r in history]
 
 
+def _train_job(cfg: FoxConfig, paths: Paths, job: tuple[str, int]) -> list[dict]:
+    return train_seed(cfg, job[0], paths, job[1])
+
+
 def train(cfg: FoxConfig, variant: str, paths: Paths) -> None:
-    per_seed = parallel_map(functools.partial(train_seed, cfg, variant, paths), cfg.seeds, paths.compute)
-    write_history(paths.plots / "fox" / f"history_{variant}.csv", sum(per_seed, []), paths.root)
+    """Train one variant's seeds, or with ``variant == "all"`` every (variant, seed) pair, side by
+    side in ``compute.workers`` processes. "all" is what the pipeline runs: 15 jobs keep 2 workers
+    busy to the end, where a stage per variant (3 seeds on 2 workers) leaves one idle half the time."""
+    variants = list(cfg.variants) if variant == "all" else [variant]
+    jobs = [(v, s) for v in variants for s in cfg.seeds]
+    per_job = parallel_map(functools.partial(_train_job, cfg, paths), jobs, paths.compute)
+    for v in variants:
+        rows = [r for (jv, _), rs in zip(jobs, per_job) if jv == v for r in rs]
+        write_history(paths.plots / "fox" / f"history_{v}.csv", rows, paths.root)
 
 
 # ----------------------------------------------------------------------- evaluate
@@ -346,7 +357,7 @@ def markdown(paths: Paths) -> str:
 
 
 FOX = Experiment(
-    name="fox", config=FoxConfig, variants=lambda cfg: list(cfg.variants),
+    name="fox", config=FoxConfig, variants=lambda cfg: [*cfg.variants, "all"],
     train=train, evaluate=evaluate, plot=plot, report=markdown, prepare=prepare,
 )
 assert set(VARIANTS) >= set(Variant.__args__)  # the Literal and the model agree
