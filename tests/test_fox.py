@@ -1,5 +1,7 @@
-"""FoX: forgetting attention against the formula, decoding against the parallel forward,
-GLA's two forms against each other, WikiText-2 tokenisation, and learnability."""
+"""FoX: forgetting attention against the formula (alone and inside the model's mixer),
+decoding against the parallel forward, GLA's two forms against each other, the gate
+analysis against hand-computed values, the claims table's verdicts on synthetic metrics,
+WikiText-2 tokenisation, and learnability."""
 from __future__ import annotations
 
 import math
@@ -9,7 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlpapers.papers.fox.attention import forgetting_attention, gla_parallel, gla_recurrent
+from mlpapers.papers.fox.analysis import (ablation_losses, attention_distance, constant_log_f, gate_stats,
+                                          gate_values, gates_by_token)
+from mlpapers.papers.fox.attention import (forgetting_attention, forgetting_attention_naive, gla_parallel,
+                                           gla_recurrent)
 from mlpapers.papers.fox.model import LM, VARIANTS, LMConfig, cache_bytes, count_params
 from mlpapers.papers.fox.task import EOS, UNK, char_corpus, wikitext_corpus, wikitext_words, windows
 
@@ -188,3 +193,189 @@ def test_wikitext_real_validation_split():
     words = wikitext_words(WT2_VALID)
     assert len(words) == 217646  # the PyTorch word_language_model count (tokens + one <eos> per line)
     assert all(w == w.lower() for w in words[:5000])
+
+
+# ------------------------------------------------ the gate inside the model (mutant: log f = 0)
+
+
+def gated_fox(seed=0, T=12, V=11):
+    torch.manual_seed(seed)
+    model = LM(LMConfig("fox", V, 2, 2, 16, T)).double().eval()
+    for b in model.blocks:  # gates far from their init and different per head: decay matters
+        torch.nn.init.normal_(b.mixer.fgate.weight, 0.0, 0.5)
+        torch.nn.init.normal_(b.mixer.fgate.bias, 0.5, 1.5)
+    return model
+
+
+def test_fox_mixer_equals_naive_formula_with_its_own_gate():
+    """The model's mixer = the paper's equation computed by hand from its own weights:
+    f_t = sigmoid(w_f^T x_t + b_f), o_i = sum_j softmax_j(q_i.k_j/sqrt(d) + sum_{l=j+1}^i log f_l) v_j."""
+    model = gated_fox()
+    mixer = model.blocks[0].mixer
+    x = torch.randn(2, 12, 16, dtype=torch.float64)
+    B, T, C = x.shape
+    q, k, v = (t.view(B, T, 2, 8).transpose(1, 2) for t in (x @ mixer.qkv.weight.T).split(C, -1))
+    f = torch.sigmoid(x @ mixer.fgate.weight.T + mixer.fgate.bias).transpose(1, 2)  # (B, H, T)
+    assert f.min() < 0.5 < f.max()  # non-trivial gates
+    o = naive_fox(q, k, v, f.log(), 8 ** -0.5)
+    ref = mixer.proj(o.transpose(1, 2).reshape(B, T, C))
+    torch.testing.assert_close(mixer(x, None), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_fox_output_depends_on_its_gate_and_f_one_is_nope():
+    model = gated_fox(1)
+    idx = torch.randint(0, 11, (2, 12))
+    with torch.no_grad():
+        out = model(idx)
+        nope = LM(LMConfig("transformer_nope", 11, 2, 2, 16, 12)).double().eval()
+        nope.load_state_dict({k: v for k, v in model.state_dict().items() if ".fgate." not in k})
+        for b in model.blocks:
+            b.mixer.log_f_override = torch.zeros(2)  # f = 1
+        torch.testing.assert_close(model(idx), nope(idx), rtol=1e-12, atol=1e-12)  # limiting case
+        assert (model(idx) - out).abs().max() > 1e-3  # ... and the trained gate did change the output
+
+
+def test_fast_forgetting_attention_equals_full_decay_matrix_in_float32_at_training_shape():
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(12, 4, 64, 32, generator=g) for _ in range(3))
+    log_f = F.logsigmoid(3 * torch.randn(12, 4, 64, generator=g))
+    torch.testing.assert_close(forgetting_attention(q, k, v, log_f), forgetting_attention_naive(q, k, v, log_f),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_rope_base_is_used():
+    torch.manual_seed(0)
+    a = LM(LMConfig("transformer_rope", 11, 1, 2, 16, 12, rope_base=10000.0)).eval()
+    b = LM(LMConfig("transformer_rope", 11, 1, 2, 16, 12, rope_base=500000.0)).eval()
+    b.load_state_dict(a.state_dict())
+    idx = torch.randint(0, 11, (1, 12))
+    with torch.no_grad():
+        assert (a(idx) - b(idx)).abs().max() > 1e-6
+
+
+# ------------------------------------------------------------------ gate analysis
+
+
+def test_gate_values_are_the_sigmoid_of_the_first_layer_gate():
+    """Layer 0's gate sees only the current token: f = sigmoid(w_f^T LN(e_x) + b_f), by hand."""
+    model = gated_fox(2).float()
+    idx = torch.randint(0, 11, (3, 12))
+    f = gate_values(model, idx)  # (n_layer, n_head, 36)
+    blk = model.blocks[0]
+    with torch.no_grad():
+        ref = torch.sigmoid(blk.mixer.fgate(blk.ln1(model.wte(idx))))  # (3, 12, H)
+    torch.testing.assert_close(f[0].float(), ref.permute(2, 0, 1).flatten(1), rtol=1e-5, atol=1e-6)
+    assert f.shape == (2, 2, 36)
+
+
+def test_gate_stats_hand_computed():
+    f = torch.tensor([[[0.05, 0.5, 0.95, 0.95, 0.2]]], dtype=torch.float64)  # 1 layer, 1 head, 5 tokens
+    (row,) = gate_stats(f)
+    assert row["mean_gate"] == pytest.approx(0.53)
+    assert row["frac_above_0.9"] == pytest.approx(0.4) and row["frac_below_0.1"] == pytest.approx(0.2)
+    assert row["q50"] == pytest.approx(0.5) and row["q25"] == pytest.approx(0.2) and row["q75"] == pytest.approx(0.95)
+
+
+def test_gates_by_token_hand_computed():
+    f = torch.tensor([[[0.2, 0.8, 0.4, 0.6]]], dtype=torch.float64)
+    rows, r2 = gates_by_token(f, torch.tensor([0, 1, 0, 1]), vocab_size=3)
+    assert [(r["token"], r["count"]) for r in rows] == [(0, 2), (1, 2)]  # token 2 never occurs
+    assert [r["mean_gate"] for r in rows] == pytest.approx([0.3, 0.7])
+    assert r2 == pytest.approx([0.8])  # between 0.16 / total 0.20
+
+
+def test_attention_distance_limits():
+    T = 9
+    nope = LM(LMConfig("transformer_nope", 7, 1, 1, 8, T))
+    with torch.no_grad():
+        nope.blocks[0].mixer.qkv.weight[:8] = 0  # q = 0: uniform attention over j <= i
+    (row,) = attention_distance(nope, torch.randint(0, 7, (2, T)))
+    assert row["mean_distance"] == pytest.approx((T - 1) / 4)  # mean_i of i/2
+    fox = LM(LMConfig("fox", 7, 1, 1, 8, T))
+    with torch.no_grad():
+        fox.blocks[0].mixer.fgate.bias.fill_(-40.0)  # f -> 0: attends to itself only
+    (row,) = attention_distance(fox, torch.randint(0, 7, (2, T)))
+    assert row["mean_distance"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_constant_gate_is_the_geometric_mean():
+    f = torch.tensor([[[0.01, 1.0], [0.5, 0.5]]], dtype=torch.float64)  # 1 layer, 2 heads, 2 tokens
+    torch.testing.assert_close(constant_log_f(f), torch.tensor([[math.log(0.1), math.log(0.5)]], dtype=torch.float64))
+
+
+def test_ablation_constant_gate_keeps_the_mean_log_gate_and_restores_the_model():
+    model = gated_fox(3).float()
+    x = torch.randint(0, 11, (4, 12))
+    y = torch.randint(0, 11, (4, 12))
+    f = gate_values(model, x)
+    out = ablation_losses(model, x, y, f, torch.device("cpu"))
+    assert len({round(v, 6) for v in out.values()}) == 3  # three different models
+    assert all(b.mixer.log_f_override is None for b in model.blocks)
+    # a model whose gates are already constant per head is unchanged by the constant ablation
+    for b in model.blocks:
+        torch.nn.init.zeros_(b.mixer.fgate.weight)
+    out = ablation_losses(model, x, y, gate_values(model, x), torch.device("cpu"))
+    assert out["constant"] == pytest.approx(out["trained"], rel=1e-5)
+
+
+# ------------------------------------------------------ claims table on synthetic metrics
+
+
+def synthetic_metrics(fox_ppl, ref_ppl, ratios=(1.0, 1.01, 0.99, 1.02), loss=(1.885, 1.887, 1.884), ref_config=True):
+    from mlpapers import stats
+
+    s = lambda v: stats.summarize(v)  # noqa: E731
+    g = lambda a, b: stats.summarize([100 * (y - x) / y for x, y in zip(a, b)])  # noqa: E731
+    params = {"total": 1000, "forget_gate": 5, "forget_gate_pct": 0.5}
+    variants = {v: {"params": params, "val_loss": s(loss), "val_ppl": s(p)}
+                for v, p in (("transformer", ref_ppl), ("transformer_rope", ref_ppl), ("transformer_nope", ref_ppl),
+                             ("fox", fox_ppl))}
+    change = s([-1.0, -1.2, -0.9])
+    return {"setup": {"context": 64, "corpus": "tinyshakespeare", "steps": 2000, "batch_size": 12},
+            "variants": variants, "nanogpt": {"estimate_se": 0.01, "reference_config": ref_config},
+            "comparisons": {"fox_vs_transformer": g(fox_ppl, ref_ppl), "fox_vs_transformer_rope": g(fox_ppl, ref_ppl),
+                            "fox_vs_transformer_nope": g(fox_ppl, ref_ppl), "rope_seed_std_pct": 1.0},
+            "extrapolation": {"fox": {"16x": {"change_beyond_L_vs_L_pct": change, "windows": 100}}},
+            "decode": {"fox": {"tokens": 8, "cache_bytes": {"1": 10, "4": 40, "8": 80},
+                               "max_abs_diff_fp64": s([1e-14] * 3), "rel_diff_fp64": s([1e-15, 2e-15, 1e-15]),
+                               "max_abs_diff_fp32": s([1e-4] * 3), "max_abs_logit": s([10.0] * 3)}},
+            "gates": {"fox": {"trained_vs_constant": g(fox_ppl, [p * 1.2 for p in fox_ppl]),
+                              "trained_vs_none": g(fox_ppl, [p * 3 for p in fox_ppl]), "r2_token": s([0.5, 0.6, 0.55])}},
+            "throughput": {"fox_over_rope": stats.ratio(list(ratios), [1.0] * len(ratios)), "rounds": len(ratios),
+                           "precision": "fp32", "threads": 1}}
+
+
+def claim_rows(m):
+    from mlpapers.papers.fox.report import claims_table
+
+    return {line.split(" | ")[0].lstrip("| "): line.split(" | ")[-1].rstrip(" |") for line in claims_table(m).splitlines()
+            if line.startswith("| ") and not line.startswith("| Claim")}
+
+
+def row(rows, start):
+    (v,) = [r for k, r in rows.items() if k.startswith(start)]
+    return v
+
+
+def test_claims_verdicts_on_synthetic_metrics():
+    better = claim_rows(synthetic_metrics([5.0, 5.1, 4.9], [5.5, 5.6, 5.4]))
+    assert row(better, "Perplexity").startswith("direction (> 0): **holds**; size (> 9.9%): **does not hold**")
+    assert row(better, "No positional") == "**holds**"
+    assert row(better, "The forget gate helps") == "**holds**"
+    assert row(better, "Our `transformer`") == "**holds**"  # 1.885 within 1.96 * 0.01 of 1.88
+    assert row(better, "Small parameter") == "**holds**"
+    assert row(better, "16x length") == "**holds**"
+    assert row(better, "FoX (Recurrent)").startswith("fox: **does not hold**")
+    assert row(better, "FoX decodes") == "**holds**"
+    assert row(better, "Meaningful") == "**holds**"
+    assert row(better, "FoX trains") == "**holds**"  # ratios ~1.0 > 0.95
+    worse = claim_rows(synthetic_metrics([6.0, 6.1, 5.9], [5.5, 5.6, 5.45], ratios=(0.90, 0.91, 0.89, 0.9),
+                                         loss=(1.95, 1.96, 1.94)))
+    assert row(worse, "Perplexity").startswith("direction (> 0): **does not hold**")
+    assert row(worse, "No positional") == "**does not hold**"  # -9% < -1% noise
+    assert row(worse, "Our `transformer`") == "**does not hold**"
+    assert row(worse, "FoX trains") == "**does not hold**"
+    noisy = claim_rows(synthetic_metrics([5.0, 6.0, 5.2], [5.5, 5.3, 5.6], ratios=(0.8, 1.2, 0.9, 1.1), ref_config=False))
+    assert row(noisy, "Perplexity").startswith("direction (> 0): **inconclusive**")
+    assert row(noisy, "FoX trains") == "**inconclusive**"
+    assert row(noisy, "Our `transformer`").startswith("not tested")

@@ -35,14 +35,35 @@ def _decay_logits(log_f: torch.Tensor) -> torch.Tensor:
 
 def forgetting_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_f: torch.Tensor,
                          scale: float | None = None) -> torch.Tensor:
-    """O = softmax(Q K^T * scale + D) V (FoX Eq. 5-6).
+    """O = softmax(Q K^T * scale + D) V (FoX Eq. 5-6), without building the T x T matrix D.
+
+    Softmax over j is unchanged by a term constant in j, and c_i is constant along row i, so
+
+        softmax_j(q_i.k_j * scale + c_i - c_j) = softmax_j(q_i.k_j * scale - c_j)   (j <= i).
+
+    The remaining column bias -c_j is one more feature dimension: q'_i = [q_i * scale, 1, 0],
+    k'_j = [k_j, -c_j, 0] gives q'_i.k'_j = q_i.k_j * scale - c_j, and causal SDPA with scale 1
+    (the fused kernel, no float mask) computes the rest; v gets zero columns so all three share
+    one head size (the trailing 0 keeps it even). Gradients reach ``log_f`` through c.
 
     q, k, v: (B, H, T, D); log_f: (B, H, T), log of the forget gate (<= 0); returns (B, H, T, D).
-    Gradients flow into ``log_f`` through the float mask of ``scaled_dot_product_attention``.
     """
     if q.shape[:-1] != k.shape[:-1] or k.shape != v.shape[:-1] + (k.shape[-1],) or log_f.shape != q.shape[:-1]:
         raise ValueError(f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}, "
                          f"log_f {tuple(log_f.shape)}: expected (B,H,T,D) x3 and (B,H,T)")
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    c = torch.cumsum(log_f.to(torch.promote_types(log_f.dtype, torch.float32)), dim=-1)  # c_t, (B, H, T)
+    c = c.to(q.dtype)[..., None]  # (B, H, T, 1)
+    one, zero = torch.ones_like(c), torch.zeros_like(c)
+    q2 = torch.cat([q * scale, one, zero], dim=-1)  # (B, H, T, D+2)
+    k2 = torch.cat([k, -c, zero], dim=-1)  # q2 . k2 = q.k * scale - c_j
+    v2 = torch.cat([v, zero, zero], dim=-1)
+    return F.scaled_dot_product_attention(q2, k2, v2, is_causal=True, scale=1.0)[..., : v.shape[-1]]
+
+
+def forgetting_attention_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_f: torch.Tensor,
+                               scale: float | None = None) -> torch.Tensor:
+    """The same function with the full decay matrix D added to the logits (the paper's Eq. 5 as written)."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     mask = _decay_logits(log_f).to(q.dtype)  # (B, H, T, T), added to the logits
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)

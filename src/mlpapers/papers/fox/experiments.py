@@ -1,15 +1,19 @@
 """FoX experiments as pipeline stages (params section ``fox``).
 
 * prepare -- the corpus as token-id streams in data/prepared/fox/ (train, val, vocab).
-* train   -- one variant (transformer, transformer_rope, transformer_nope, fox, gla) per
-             stage, every seed, with the shared ``fit()``; checkpoints + training curves.
-* evaluate -- experiments 1-5 of the issue: perplexity at the training length, length
-             extrapolation (per-position loss, perplexity at 1x..16x the training length),
-             exact incremental decoding and cache memory, training throughput, forget-gate
-             statistics. Writes metrics/fox.json and the plot data under plots/fox/.
+* train   -- every variant (transformer, transformer_rope, transformer_nope, fox, gla) and
+             seed in one stage (``train fox all``; jobs side by side: ``compute.workers``), with
+             the shared ``fit()``; checkpoints + training curves.
+* evaluate -- every (variant, seed) checkpoint in parallel (``evaluate_one``): perplexity at
+             the training length, length extrapolation (over positions > L and over whole
+             windows), gate analysis and ablations (``analysis.py``), attention distance,
+             incremental decoding in float32 and float64; then, alone, training throughput in
+             interleaved rounds. Seeds are summarised with ``mlpapers.stats`` (paired per seed)
+             into metrics/fox.json; per-seed and per-head detail goes to plots/fox/*.csv.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -19,12 +23,16 @@ from typing import Literal
 import numpy as np
 import torch
 
+from mlpapers import stats
 from mlpapers.experiment import Experiment, Paths
+from mlpapers.papers.fox.analysis import (ablation_losses, attention_distance, gate_stats, gate_values,
+                                          gates_by_token)
 from mlpapers.papers.fox.model import LM, VARIANTS, LMConfig, Variant, count_params
-from mlpapers.papers.fox.task import (LMTask, char_corpus, decode_check, gate_stats, position_loss,
-                                      train_throughput, wikitext_corpus, windows)
+from mlpapers.papers.fox.task import (LMTask, char_corpus, decode_check, loss_matrix, train_throughput,
+                                      wikitext_corpus, windows)
+from mlpapers.runner import parallel_map, write_history
 from mlpapers.train import TrainConfig, fit, load_checkpoint, save_checkpoint
-from mlpapers.utils import atomic_write_text, mean_std, resolve_device, seed_everything, write_csv, write_json
+from mlpapers.utils import atomic_write_text, resolve_device, seed_everything, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +56,13 @@ class FoxModel:
     n_head: int
     d_model: int  # width; d_head = d_model / n_head must be even (RoPE)
     context: int  # L: training length (and the learned position table's size)
+    rope_base: float  # transformer_rope: theta_i = base^(-2i/d_head) (10,000 as RoFormer; official FoX: 500,000)
 
     def validate(self) -> None:
         if min(self.n_layer, self.n_head, self.d_model, self.context) < 1:
             raise ValueError("model sizes must be >= 1")
+        if not (math.isfinite(self.rope_base) and self.rope_base > 1):
+            raise ValueError(f"model.rope_base must be a finite number > 1, got {self.rope_base}")
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
             raise ValueError(f"model.d_model={self.d_model} must split into n_head={self.n_head} heads of even size")
 
@@ -60,16 +71,23 @@ class FoxModel:
 class FoxEval:
     eval_windows: int  # validation windows of L tokens behind the training curves
     extrapolation: tuple[int, ...]  # evaluation lengths as multiples of L, e.g. [1, 2, 4, 8, 16]
-    extrapolation_tokens: int  # the first N validation tokens, cut into windows of each length
+    extrapolation_tokens: int  # the first N validation tokens, cut into windows of each length; 0 = all
+    analysis_windows: int  # windows of L behind the attention-distance analysis (T x T weights kept)
+    gate_text_tokens: int  # tokens of validation text in the gates-over-text figure
     decode_length: int  # tokens decoded incrementally for the parallel-vs-incremental check
     speed_steps: int  # updates per timing round (throughput)
-    speed_rounds: int  # interleaved rounds; the median is reported
+    speed_rounds: int  # interleaved rounds; the ratio's interval is over rounds
 
     def validate(self) -> None:
         if not self.extrapolation or min(self.extrapolation) < 1 or 1 not in self.extrapolation:
             raise ValueError(f"eval.extrapolation must hold 1 and multiples >= 1, got {list(self.extrapolation)}")
-        if min(self.eval_windows, self.extrapolation_tokens, self.decode_length, self.speed_steps, self.speed_rounds) < 1:
-            raise ValueError("eval counts must be >= 1")
+        if len(set(self.extrapolation)) != len(self.extrapolation):
+            raise ValueError(f"eval.extrapolation has repeats: {list(self.extrapolation)}")
+        if min(self.eval_windows, self.analysis_windows, self.gate_text_tokens, self.decode_length,
+               self.speed_steps) < 1 or self.extrapolation_tokens < 0:
+            raise ValueError("eval counts must be >= 1 (extrapolation_tokens >= 0, 0 = whole split)")
+        if self.speed_rounds < 2:
+            raise ValueError("eval.speed_rounds must be >= 2 (the throughput ratio needs an interval)")
 
 
 @dataclass(frozen=True)
@@ -84,7 +102,9 @@ class FoxConfig:
     def validate(self) -> None:
         if not self.seeds or len(set(self.variants)) != len(self.variants) or not self.variants:
             raise ValueError("seeds and variants must be non-empty; variants without repeats")
-        if self.eval.extrapolation_tokens < max(self.eval.extrapolation) * self.model.context:
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be unique and >= 0, got {list(self.seeds)}")
+        if 0 < self.eval.extrapolation_tokens < max(self.eval.extrapolation) * self.model.context:
             raise ValueError("eval.extrapolation_tokens must hold one window of the longest evaluation length")
 
 
@@ -115,118 +135,219 @@ def load_data(paths: Paths) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 def build(cfg: FoxConfig, variant: str, vocab_size: int) -> LM:
     m = cfg.model
-    return LM(LMConfig(variant, vocab_size, m.n_layer, m.n_head, m.d_model, m.context))
+    return LM(LMConfig(variant, vocab_size, m.n_layer, m.n_head, m.d_model, m.context, m.rope_base))
 
 
 def checkpoint(paths: Paths, variant: str, seed: int):
-    return paths.models / "fox" / variant / f"seed{seed}.pt"
+    return paths.checkpoint("fox", variant, f"seed{seed}")
 
 
 # -------------------------------------------------------------------------- train
 
 
-def train(cfg: FoxConfig, variant: str, paths: Paths) -> None:
+def train_seed(cfg: FoxConfig, variant: str, paths: Paths, seed: int) -> list[dict]:
+    """One seed of one variant: its own init and batch order; checkpoint written, history returned."""
     train_ids, val_ids, vocab = load_data(paths)
-    rows = []
-    for seed in cfg.seeds:
-        seed_everything(seed)
-        model = build(cfg, variant, vocab)
-        task = LMTask(model, train_ids, val_ids, cfg.train.batch_size, cfg.model.context, cfg.eval.eval_windows)
-        history = fit(task, cfg.train, seed=seed, desc=f"fox/{variant}/seed{seed}")
-        for r in history:  # sequences/s -> tokens/s
-            r["tokens_per_s"] = r.pop("examples_per_s") * cfg.model.context
-        rows += [{"seed": seed, **r} for r in history]
-        save_checkpoint(checkpoint(paths, variant, seed), model, model_config=model.cfg,
-                        train_config=cfg.train, seed=seed)
-    write_csv(paths.plots / "fox" / f"history_{variant}.csv", rows)
+    seed_everything(seed)
+    model = build(cfg, variant, vocab)
+    task = LMTask(model, train_ids, val_ids, cfg.train.batch_size, cfg.model.context, cfg.eval.eval_windows)
+    history = fit(task, cfg.train, seed=seed, desc=f"fox/{variant}/seed{seed}")
+    for r in history:  # sequences/s -> tokens/s
+        r["tokens_per_s"] = r.pop("examples_per_s") * cfg.model.context
+    save_checkpoint(checkpoint(paths, variant, seed), model, model_config=model.cfg, train_config=cfg.train, seed=seed)
+    return [{"seed": seed, **r} for r in history]
+
+
+def _train_job(cfg: FoxConfig, paths: Paths, job: tuple[str, int]) -> list[dict]:
+    return train_seed(cfg, job[0], paths, job[1])
+
+
+def train(cfg: FoxConfig, variant: str, paths: Paths) -> None:
+    """Train one variant's seeds, or with ``variant == "all"`` every (variant, seed) pair, side by
+    side in ``compute.workers`` processes. "all" is what the pipeline runs: 15 jobs keep 2 workers
+    busy to the end, where a stage per variant (3 seeds on 2 workers) leaves one idle half the time."""
+    variants = list(cfg.variants) if variant == "all" else [variant]
+    jobs = [(v, s) for v in variants for s in cfg.seeds]
+    per_job = parallel_map(functools.partial(_train_job, cfg, paths), jobs, paths.compute)
+    for v in variants:
+        rows = [r for (jv, _), rs in zip(jobs, per_job) if jv == v for r in rs]
+        write_history(paths.plots / "fox" / f"history_{v}.csv", rows, paths.root)
 
 
 # ----------------------------------------------------------------------- evaluate
 
 
-def evaluate(cfg: FoxConfig, paths: Paths) -> None:
+def evaluate_one(cfg: FoxConfig, paths: Paths, job: tuple[str, int]) -> dict:
+    """Every per-checkpoint measurement of one (variant, seed); plain data, returned to the parent."""
+    variant, seed = job
     device = resolve_device(cfg.train.device)
+    seed_everything(seed)
+    _, val_ids, vocab = load_data(paths)
+    L, ev = cfg.model.context, cfg.eval
+    model = build(cfg, variant, vocab)
+    load_checkpoint(checkpoint(paths, variant, seed), model)
+    model.to(device).eval()
+    x, y = windows(val_ids, L)  # the whole validation stream in windows of L
+    lm = loss_matrix(model, x, y, device)  # (N, L)
+    r: dict = {"variant": variant, "seed": seed, "val_loss": lm.double().mean().item(),
+               "window_loss_std": lm.double().mean(1).std().item(), "windows_at_L": len(x),
+               "curve": (L, lm.double().mean(0).tolist()), "extrapolation": {}}
+    for k in sorted(ev.extrapolation):
+        if k == 1 or variant == "transformer":
+            continue  # learned absolute positions do not exist past L
+        xk, yk = windows(val_ids, k * L, ev.extrapolation_tokens or None)
+        pk = loss_matrix(model, xk, yk, device).double()  # (N_k, kL)
+        r["extrapolation"][k] = {"beyond_L": pk[:, L:].mean().item(), "window": pk.mean().item(), "windows": len(xk)}
+        r["curve"] = (k * L, pk.mean(0).tolist())
+    if variant != "gla":
+        r["attention_distance"] = attention_distance(model, x[: ev.analysis_windows].to(device))
+    if model.blocks[0].mixer.gated:
+        f = gate_values(model, x.to(device)).cpu()  # (n_layer, n_head, N * L)
+        r["gates"] = gate_stats(f)
+        r["gates_by_token"], r2 = gates_by_token(f, x.flatten(), vocab)
+        for row, v in zip(r["gates"], r2):
+            row["r2_token"] = v
+        r["gate_text"] = f[:, :, : ev.gate_text_tokens].tolist()
+        if variant == "fox":
+            r["ablation"] = ablation_losses(model, x, y, f, device)
+        marks = tuple(sorted({2**i for i in range(int(math.log2(ev.decode_length)) + 1)} | {ev.decode_length}))
+        r["decode"] = decode_check(model.cpu(), val_ids[: ev.decode_length], marks)
+    return r
+
+
+def evaluate(cfg: FoxConfig, paths: Paths) -> None:
     seed_everything(cfg.seeds[0])
     train_ids, val_ids, vocab = load_data(paths)
-    L, ev = cfg.model.context, cfg.eval
-    out: dict = {"variants": {}}
-    curves, ppl_rows, gate_rows = [], [], []
-    for variant in cfg.variants:
-        res: dict = {"extrapolation": {}}
-        losses, ext = [], {k: [] for k in ev.extrapolation}
-        pos_curve = {}
-        for seed in cfg.seeds:
-            model = build(cfg, variant, vocab)
-            load_checkpoint(checkpoint(paths, variant, seed), model)
-            model.to(device).eval()
-            # (1) loss at the training length on the whole validation stream
-            losses.append(float(position_loss(model, *windows(val_ids, L), device).mean()))
-            # (2) the first extrapolation_tokens tokens cut into windows of k * L
-            for k in ev.extrapolation:
-                if variant == "transformer" and k > 1:
-                    continue  # learned absolute positions do not exist past L
-                pl = position_loss(model, *windows(val_ids, k * L, ev.extrapolation_tokens), device)
-                ext[k].append(float(pl.mean()))
-                pos_curve[k] = pos_curve.get(k, 0) + pl / len(cfg.seeds)
-            if seed == cfg.seeds[0] and model.blocks[0].mixer.gated:  # (5) forget-gate statistics
-                x, _ = windows(val_ids, L, ev.extrapolation_tokens)
-                gate_rows += [{"variant": variant, **r} for r in gate_stats(model, x, device)]
-        counts = count_params(model)
-        res["params"] = {**counts, "forget_gate_pct": 100 * counts["forget_gate"] / counts["total"]}
-        res["val_loss"] = mean_std(losses)
-        res["val_ppl"] = mean_std(np.exp(losses))
-        for k, v in ext.items():
-            if v:
-                res["extrapolation"][f"{k}x"] = {"loss": mean_std(v), "ppl": mean_std(np.exp(v))}
-                ppl_rows.append({"variant": variant, "length": k * L, "ppl": float(np.mean(np.exp(v)))})
-        longest = max(pos_curve)
-        curves += [{"variant": variant, "length": longest * L, "position": i + 1, "loss": float(x)}
-                   for i, x in enumerate(pos_curve[longest])]
-        out["variants"][variant] = res
-    # (3) exact incremental decoding and cache memory, on the first decode_length validation tokens
-    out["decode"], memory_rows = {}, []
-    marks = tuple(sorted({min(ev.decode_length, 2**i) for i in range(int(math.log2(ev.decode_length)) + 1)}
-                         | {ev.decode_length}))
-    for variant in [v for v in ("fox", "gla") if v in cfg.variants]:
-        model = build(cfg, variant, vocab)
-        load_checkpoint(checkpoint(paths, variant, cfg.seeds[0]), model)
-        d = decode_check(model, val_ids[: ev.decode_length], marks)
-        out["decode"][variant] = {"tokens": ev.decode_length, "max_abs_diff": d["max_abs_diff"],
-                                  "max_abs_logit": d["max_abs_logit"],
-                                  "cache_bytes": {str(t): b for t, b in d["cache_bytes"].items()}}
-        memory_rows += [{"variant": variant, "tokens": t, "cache_bytes": b} for t, b in d["cache_bytes"].items()]
-    # (4) training throughput, interleaved so that background load hits every variant alike
+    jobs = [(v, s) for v in cfg.variants for s in cfg.seeds]
+    res = {(r["variant"], r["seed"]): r for r in
+           parallel_map(functools.partial(evaluate_one, cfg, paths), jobs, paths.compute)}
+    out = summarize_results(cfg, res, vocab)
+    # training throughput, alone (after the pool), interleaved so that load hits every variant alike
     models = {v: build(cfg, v, vocab) for v in cfg.variants}
-    tps = train_throughput(models, train_ids, cfg.train.batch_size, L, cfg.train.precision,
-                           ev.speed_steps, ev.speed_rounds, cfg.seeds[0])
-    out["throughput"] = {"train_tokens_per_s": tps, "precision": cfg.train.precision,
-                         "threads": torch.get_num_threads()}
+    tps = train_throughput(models, train_ids, cfg.train.batch_size, cfg.model.context, cfg.train.precision,
+                           cfg.eval.speed_steps, cfg.eval.speed_rounds, cfg.seeds[0])
+    out["throughput"] = {"train_tokens_per_cpu_s": {v: stats.summarize(t) for v, t in tps.items()},
+                         "precision": cfg.train.precision, "threads": torch.get_num_threads(),
+                         "rounds": cfg.eval.speed_rounds, "steps_per_round": cfg.eval.speed_steps}
     if {"fox", "transformer_rope"} <= set(tps):
-        out["throughput"]["fox_over_rope_per_s_ratio"] = tps["fox"] / tps["transformer_rope"]
-    # (5) per-variant summary of the gates (per-head rows go to plots/fox/gates.csv)
-    out["gates"] = {}
-    for variant in {r["variant"] for r in gate_rows}:
-        g = [r for r in gate_rows if r["variant"] == variant]
-        out["gates"][variant] = {
-            "mean_gate": float(np.mean([r["mean_gate"] for r in g])),
-            "min_head_half_life": min(r["half_life"] for r in g),
-            "median_head_half_life": float(np.median([r["half_life"] for r in g])),
-            "max_head_half_life": max(r["half_life"] for r in g),
-        }
-    out["setup"] = {"context": L, "seeds": len(cfg.seeds), "corpus": cfg.data.corpus, "vocab_size": vocab,
-                    "train_tokens": cfg.train.steps * cfg.train.batch_size * L, "steps": cfg.train.steps,
-                    "extrapolation_tokens": ev.extrapolation_tokens, "val_tokens": len(val_ids)}
+        out["throughput"]["fox_over_rope"] = stats.ratio(tps["fox"], tps["transformer_rope"])
+    L = cfg.model.context
+    out["setup"] = {"context": L, "seeds": len(cfg.seeds), "corpus": cfg.data.corpus,
+                    "vocab_size": vocab, "train_tokens": cfg.train.steps * cfg.train.batch_size * L,
+                    "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+                    "rope_base": cfg.model.rope_base, "extrapolation_tokens": cfg.eval.extrapolation_tokens,
+                    "val_tokens": len(val_ids)}
     write_json(paths.metrics / "fox.json", out)
-    write_csv(paths.plots / "fox" / "position_loss.csv", curves)
-    write_csv(paths.plots / "fox" / "ppl_vs_length.csv", ppl_rows)
-    write_csv(paths.plots / "fox" / "gates.csv", gate_rows)
-    write_csv(paths.plots / "fox" / "cache_memory.csv", memory_rows)
+    write_plot_data(cfg, res, paths, json.loads((paths.prepared / "fox" / "vocab.json").read_text(encoding="utf-8")),
+                    val_ids)
 
+
+def gain(a: list[float], b: list[float]) -> dict:
+    """Per-seed relative perplexity gain of a over b, in %: 100 (ppl_b - ppl_a) / ppl_b, paired by seed."""
+    a, b = np.asarray(a), np.asarray(b)
+    return stats.summarize(100 * (b - a) / b)
+
+
+def summarize_results(cfg: FoxConfig, res: dict, vocab: int) -> dict:
+    """Per-seed results -> summaries (mlpapers.stats) and paired comparisons for metrics/fox.json."""
+    seeds, L = cfg.seeds, cfg.model.context
+    ppl = {v: [math.exp(res[v, s]["val_loss"]) for s in seeds] for v in cfg.variants}
+    out: dict = {"variants": {}, "comparisons": {}, "extrapolation": {}, "gates": {}, "decode": {}}
+    for v in cfg.variants:
+        counts = count_params(build(cfg, v, vocab))
+        ad = [np.mean([h["mean_distance"] for h in res[v, s]["attention_distance"]]) for s in seeds] \
+            if "attention_distance" in res[v, seeds[0]] else None
+        out["variants"][v] = {
+            "params": {**counts, "forget_gate_pct": 100 * counts["forget_gate"] / counts["total"]},
+            "val_loss": stats.summarize([res[v, s]["val_loss"] for s in seeds]),
+            "val_ppl": stats.summarize(ppl[v]),
+            **({"mean_attention_distance": stats.summarize(ad)} if ad else {}),
+        }
+        for k in sorted(res[v, seeds[0]]["extrapolation"]):
+            e = [res[v, s]["extrapolation"][k] for s in seeds]
+            beyond = [math.exp(x["beyond_L"]) for x in e]
+            out["extrapolation"].setdefault(v, {})[f"{k}x"] = {
+                "ppl_beyond_L": stats.summarize(beyond),
+                "ppl_window": stats.summarize([math.exp(x["window"]) for x in e]),
+                "change_beyond_L_vs_L_pct": stats.summarize(100 * (np.array(beyond) - ppl[v]) / ppl[v]),
+                "windows": e[0]["windows"]}
+    for other in ("transformer", "transformer_rope", "transformer_nope", "gla"):
+        if {"fox", other} <= set(cfg.variants):
+            out["comparisons"][f"fox_vs_{other}"] = gain(ppl["fox"], ppl[other])
+    if "transformer_rope" in cfg.variants:  # measured seed-to-seed noise of the RoPE baseline, % of its ppl
+        r = stats.summarize(ppl["transformer_rope"])
+        out["comparisons"]["rope_seed_std_pct"] = 100 * r["std"] / r["mean"] if len(seeds) > 1 else None
+    if "transformer" in cfg.variants:
+        # nanoGPT's val loss is the mean of 20 random batches of 12 windows: its standard error,
+        # estimated from our transformer's per-window losses (std / sqrt(240)), mean over seeds
+        se = [res["transformer", s]["window_loss_std"] / math.sqrt(20 * 12) for s in seeds]
+        out["nanogpt"] = {"estimate_se": float(np.mean(se)), "reference_config": cfg.train.steps == 2000
+                          and cfg.train.batch_size == 12 and L == 64 and cfg.model.n_layer == 4
+                          and cfg.model.n_head == 4 and cfg.model.d_model == 128}
+    for v in [v for v in cfg.variants if "gates" in res[v, seeds[0]]]:
+        g = {key: stats.summarize([np.mean([h[key] for h in res[v, s]["gates"]]) for s in seeds])
+             for key in ("mean_gate", "frac_above_0.9", "frac_below_0.1")}
+        # the first layer's gate sees only the current token (no mixing before it): R^2 = 1 there by
+        # construction, so the share explained by the character is summarised over later layers
+        later = lambda s: [h["r2_token"] for h in res[v, s]["gates"] if h["layer"] > 0 or cfg.model.n_layer == 1]  # noqa: E731
+        g["r2_token"] = stats.summarize([np.mean(later(s)) for s in seeds])
+        g["min_head_r2_token"] = stats.summarize([min(later(s)) for s in seeds])
+        if v == "fox":
+            ab = {k: [math.exp(res[v, s]["ablation"][k]) for s in seeds] for k in ("trained", "constant", "none")}
+            g["ablation_ppl"] = {k: stats.summarize(x) for k, x in ab.items()}
+            g["trained_vs_constant"] = gain(ab["trained"], ab["constant"])
+            g["trained_vs_none"] = gain(ab["trained"], ab["none"])
+        out["gates"][v] = g
+        d = [res[v, s]["decode"] for s in seeds]
+        out["decode"][v] = {
+            "tokens": cfg.eval.decode_length,
+            "max_abs_diff_fp32": stats.summarize([x["max_abs_diff_fp32"] for x in d]),
+            "max_abs_diff_fp64": stats.summarize([x["max_abs_diff_fp64"] for x in d]),
+            "max_abs_logit": stats.summarize([x["max_abs_logit"] for x in d]),
+            "rel_diff_fp64": stats.summarize([x["rel_diff_fp64"] for x in d]),
+            "cache_bytes": {str(t): b for t, b in d[0]["cache_bytes"].items()}}
+    return out
+
+
+def show(c: str) -> str:
+    return {" ": "␣", "\n": "\\n", "\t": "\\t"}.get(c, c)
+
+
+def write_plot_data(cfg: FoxConfig, res: dict, paths: Paths, vocab: list[str], val_ids: torch.Tensor) -> None:
+    d, L = paths.plots / "fox", cfg.model.context
+    rs = [res[v, s] for v in cfg.variants for s in cfg.seeds]
+    write_csv(d / "position_loss.csv", [{"variant": r["variant"], "seed": r["seed"], "length": r["curve"][0],
+                                         "position": i + 1, "loss": x} for r in rs for i, x in enumerate(r["curve"][1])])
+    ppl_rows = []
+    for r in rs:
+        ppl_rows.append({"variant": r["variant"], "seed": r["seed"], "length": L, "ppl_window": math.exp(r["val_loss"]),
+                         "ppl_beyond_L": float("nan")})
+        ppl_rows += [{"variant": r["variant"], "seed": r["seed"], "length": k * L, "ppl_window": math.exp(e["window"]),
+                      "ppl_beyond_L": math.exp(e["beyond_L"])} for k, e in sorted(r["extrapolation"].items())]
+    write_csv(d / "ppl_vs_length.csv", ppl_rows)
+    write_csv(d / "gates.csv", [{"variant": r["variant"], "seed": r["seed"], **h} for r in rs for h in r.get("gates", [])])
+    write_csv(d / "gates_by_char.csv", [{"variant": r["variant"], "seed": r["seed"], "layer": h["layer"], "head": h["head"],
+                                         "char": show(vocab[h["token"]]) if len(vocab[h["token"]]) == 1 else vocab[h["token"]],
+                                         "count": h["count"], "mean_gate": h["mean_gate"]}
+                                        for r in rs for h in r.get("gates_by_token", [])])
+    write_csv(d / "attention_distance.csv", [{"variant": r["variant"], "seed": r["seed"], **h}
+                                             for r in rs for h in r.get("attention_distance", [])])
+    write_csv(d / "ablation.csv", [{"seed": r["seed"], "gate": k, "ppl": math.exp(x)}
+                                   for r in rs if "ablation" in r for k, x in r["ablation"].items()])
+    text = []
+    if "fox" in cfg.variants:
+        g = res["fox", cfg.seeds[0]]["gate_text"]  # (n_layer, n_head, tokens)
+        text = [{"layer": layer, "head": head, "position": t, "char": show(vocab[int(val_ids[t])]), "gate": g[layer][head][t]}
+                for layer in range(len(g)) for head in range(len(g[0])) for t in range(len(g[0][0]))]
+    write_csv(d / "gates_text.csv", text)
+    write_csv(d / "cache_memory.csv", [{"variant": r["variant"], "tokens": t, "cache_bytes": b} for r in rs
+                                       if "decode" in r and r["seed"] == cfg.seeds[0]
+                                       for t, b in r["decode"]["cache_bytes"].items()])
 
 def plot(cfg: FoxConfig, paths: Paths) -> None:
-    from mlpapers.papers.fox import report  # matplotlib/pandas only where needed (seconds of import)
+    from mlpapers.papers.fox.plots import plot_all  # matplotlib/pandas only where needed (seconds of import)
 
-    report.plot(cfg, paths)
+    plot_all(cfg, paths)
 
 
 def markdown(paths: Paths) -> str:
@@ -236,7 +357,7 @@ def markdown(paths: Paths) -> str:
 
 
 FOX = Experiment(
-    name="fox", config=FoxConfig, variants=lambda cfg: list(cfg.variants),
+    name="fox", config=FoxConfig, variants=lambda cfg: [*cfg.variants, "all"],
     train=train, evaluate=evaluate, plot=plot, report=markdown, prepare=prepare,
 )
 assert set(VARIANTS) >= set(Variant.__args__)  # the Literal and the model agree

@@ -7,7 +7,9 @@ Variants (``LMConfig.variant``), identical except for the token mixer / position
 
 * ``transformer``       -- learned absolute position embeddings (the seed's baseline);
                            cannot run past ``block_size`` positions.
-* ``transformer_rope``  -- rotary position embeddings (RoPE, base 10,000) on q and k.
+* ``transformer_rope``  -- rotary position embeddings (RoPE) on q and k, base ``rope_base``
+                           (params ``fox.model.rope_base``; the official FoX code uses
+                           500,000 for its L=16k Transformer baseline).
 * ``transformer_nope``  -- no positional information at all (causal mask only).
 * ``fox``               -- forgetting attention (Section 2), no positional embedding.
 * ``gla``               -- scalar-gated linear attention, O(1) recurrent state (what the
@@ -43,6 +45,7 @@ class LMConfig:
     n_head: int
     d_model: int
     block_size: int  # positions of the learned absolute table (transformer only)
+    rope_base: float = 10000.0  # RoPE theta_i = base^(-2i/d_head) (transformer_rope only)
 
 
 def rope_cos_sin(positions: torch.Tensor, dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +76,10 @@ class Mixer(nn.Module):
             self.fgate = nn.Linear(cfg.d_model, cfg.n_head, bias=True)
         if self.kind == "gla":
             self.out_norm = nn.RMSNorm(self.d_head, elementwise_affine=False)
-        self.record = False  # when True, keep the last log_f for gate statistics
-        self.last_log_f: torch.Tensor | None = None
+        self.record = False  # when True, keep the last log_f, q, k for the gate/attention analysis
+        self.last: dict[str, torch.Tensor] = {}
+        # evaluation-only ablation: a fixed log f per head (H,) used instead of the trained gate
+        self.log_f_override: torch.Tensor | None = None
 
     def _split(self, x: torch.Tensor):
         B, T, C = x.shape
@@ -85,8 +90,10 @@ class Mixer(nn.Module):
     def _log_f(self, x: torch.Tensor) -> torch.Tensor:
         z = self.fgate(x)  # w_f^T x_t + b_f, (B, T, H); log f_t in float32 even under bf16 autocast
         log_f = F.logsigmoid(z.to(torch.promote_types(z.dtype, torch.float32))).transpose(1, 2)  # (B, H, T)
+        if self.log_f_override is not None:  # ablation: the same constant log f at every token
+            log_f = self.log_f_override.to(log_f)[None, :, None].expand_as(log_f)
         if self.record:
-            self.last_log_f = log_f.detach()
+            self.last["log_f"] = log_f.detach()
         return log_f
 
     def _merge(self, y: torch.Tensor) -> torch.Tensor:
@@ -99,6 +106,8 @@ class Mixer(nn.Module):
         q, k, v = self._split(x)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if self.record:
+            self.last.update(q=q.detach(), k=k.detach())
         if self.kind == "fox":
             y = forgetting_attention(q, k, v, self._log_f(x))  # softmax(QK^T/sqrt(d) + D) V
         elif self.kind == "gla":
@@ -181,7 +190,9 @@ class LM(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _rope(self, positions: torch.Tensor):
-        return rope_cos_sin(positions, self.cfg.d_model // self.cfg.n_head) if self.cfg.variant == "transformer_rope" else None
+        if self.cfg.variant != "transformer_rope":
+            return None
+        return rope_cos_sin(positions, self.cfg.d_model // self.cfg.n_head, self.cfg.rope_base)
 
     def _embed(self, idx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         x = self.wte(idx)  # (B, T, C)

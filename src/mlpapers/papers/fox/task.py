@@ -8,12 +8,13 @@
 * ``LMTask`` -- random contiguous training windows of ``context`` tokens (nanoGPT's
   ``get_batch``), next-token cross-entropy, validation loss for ``fit()``'s curves.
 * ``position_loss`` -- mean loss at every position of non-overlapping windows (extrapolation).
-* ``decode_check``, ``train_throughput``, ``gate_stats`` -- experiments 3-5 of the issue.
+* ``decode_check``, ``train_throughput`` -- experiments 3-4 of the issue (the gate analysis is in
+  ``analysis.py``).
 """
 from __future__ import annotations
 
 import collections
-import math
+import copy
 import time
 from pathlib import Path
 
@@ -110,15 +111,19 @@ class LMTask:
 
 
 @torch.no_grad()
-def position_loss(model: LM, x: torch.Tensor, y: torch.Tensor, device: torch.device, tokens: int = 8192) -> torch.Tensor:
-    """Mean next-token loss at each position over windows x, y (N, T) -> (T,), in float32."""
+def loss_matrix(model: LM, x: torch.Tensor, y: torch.Tensor, device: torch.device, tokens: int = 8192) -> torch.Tensor:
+    """Next-token loss of every position of every window: x, y (N, T) -> (N, T), float32."""
     batch = max(1, tokens // x.shape[1])  # windows per forward pass
-    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    out = []
     for i in range(0, len(x), batch):
         logits = model(x[i : i + batch].to(device)).float()  # (b, T, V)
-        nll = F.cross_entropy(logits.transpose(1, 2), y[i : i + batch].to(device), reduction="none")  # (b, T)
-        total += nll.sum(0).double().cpu()
-    return (total / len(x)).float()
+        out.append(F.cross_entropy(logits.transpose(1, 2), y[i : i + batch].to(device), reduction="none").cpu())
+    return torch.cat(out)
+
+
+def position_loss(model: LM, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Mean next-token loss at each position over windows x, y (N, T) -> (T,), in float32."""
+    return loss_matrix(model, x, y, device).double().mean(0).float()
 
 
 # ------------------------------------------------------------------ experiments 3-5
@@ -128,24 +133,36 @@ def position_loss(model: LM, x: torch.Tensor, y: torch.Tensor, device: torch.dev
 def decode_check(model: LM, ids: torch.Tensor, memory_at: tuple[int, ...]) -> dict:
     """Decode ``ids`` (T,) token by token with the cache; compare with the parallel forward.
 
-    Returns max |logits_parallel - logits_incremental| and the cache bytes at ``memory_at``.
+    Done twice: with the model as it is (float32) and with a float64 copy. In float32 the two
+    paths differ by rounding that grows with length (|c_t| grows linearly, and both paths
+    subtract large cumulative sums); in float64 that rounding is ~10^-9 times smaller, so the
+    float64 difference measures the algorithm. Returns both max |logits_parallel -
+    logits_incremental|, the largest |logit| (the scale for a relative tolerance) and the
+    float32 cache bytes at ``memory_at``.
     """
-    model.eval()
-    full = model(ids[None])[0]  # (T, V)
-    cache, steps, memory = model.init_cache(), [], {}
-    for t in range(len(ids)):
-        steps.append(model.step(ids[t : t + 1], cache, t)[0])
-        if t + 1 in memory_at:
-            memory[t + 1] = cache_bytes(cache)
-    diff = (full - torch.stack(steps)).abs().max().item()
-    return {"max_abs_diff": diff, "max_abs_logit": full.abs().max().item(), "cache_bytes": memory}
+    out: dict = {}
+    for name, m in (("fp32", model), ("fp64", copy.deepcopy(model).double())):
+        m.eval()
+        full = m(ids[None])[0]  # (T, V)
+        cache, steps, memory = m.init_cache(), [], {}
+        for t in range(len(ids)):
+            steps.append(m.step(ids[t : t + 1], cache, t)[0])
+            if t + 1 in memory_at:
+                memory[t + 1] = cache_bytes(cache)
+        out[f"max_abs_diff_{name}"] = (full - torch.stack(steps)).abs().max().item()
+        if name == "fp32":
+            out["max_abs_logit"], out["cache_bytes"] = full.abs().max().item(), memory
+    out["rel_diff_fp64"] = out["max_abs_diff_fp64"] / out["max_abs_logit"]
+    return out
 
 
 def train_throughput(models: dict[str, LM], ids: torch.Tensor, batch_size: int, context: int,
-                     precision: str, steps: int, rounds: int, seed: int) -> dict[str, float]:
-    """Training tokens/s per model: ``rounds`` interleaved timings of ``steps`` AdamW updates
-    (forward, backward, step) on the same batch; the median round is reported, so background
-    load affects all variants alike."""
+                     precision: str, steps: int, rounds: int, seed: int) -> dict[str, list[float]]:
+    """Training tokens per CPU-second, per model and round: ``rounds`` interleaved timings of
+    ``steps`` AdamW updates (forward, backward, step) on the same batch. CPU time of this
+    process (``time.process_time``), not wall time, because the machine is shared: other
+    processes stretch wall time but barely change the CPU time of a single-threaded update.
+    Rounds interleave the variants, so slow phases hit all of them; ratios are taken per round."""
     from mlpapers.train import TrainConfig
 
     cfg = TrainConfig(steps=1, batch_size=batch_size, lr=1e-4, optimizer="adamw", momentum=0.9, beta2=0.99,
@@ -171,37 +188,8 @@ def train_throughput(models: dict[str, LM], ids: torch.Tensor, batch_size: int, 
         update(v)
     for _ in range(rounds):
         for v in models:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for _ in range(steps):
                 update(v)
-            times[v].append(time.perf_counter() - t0)
-    return {v: steps * batch_size * context / float(np.median(t)) for v, t in times.items()}
-
-
-@torch.no_grad()
-def gate_stats(model: LM, x: torch.Tensor, device: torch.device) -> list[dict]:
-    """Per layer and head: mean forget gate f, mean log f and half-life ln 0.5 / mean log f
-    (tokens after which the product of gates falls to one half), over windows x (N, T)."""
-    mixers = [b.mixer for b in model.blocks]
-    sums = [torch.zeros(model.cfg.n_head, 2, dtype=torch.float64) for _ in mixers]
-    for m in mixers:
-        m.record = True
-    try:
-        for i in range(0, len(x), 128):
-            model(x[i : i + 128].to(device))
-            for s, m in zip(sums, mixers):
-                lf = m.last_log_f.double().cpu()  # (b, H, T)
-                s[:, 0] += lf.exp().sum((0, 2))
-                s[:, 1] += lf.sum((0, 2))
-    finally:
-        for m in mixers:
-            m.record, m.last_log_f = False, None
-    n = x.numel()
-    rows = []
-    for layer, s in enumerate(sums):
-        for head in range(model.cfg.n_head):
-            mean_f, mean_log_f = s[head, 0].item() / n, s[head, 1].item() / n
-            half = math.log(0.5) / mean_log_f if mean_log_f < 0 else float("inf")
-            rows.append({"layer": layer, "head": head, "mean_gate": mean_f, "mean_log_gate": mean_log_f,
-                         "half_life": half})
-    return rows
+            times[v].append(time.process_time() - t0)
+    return {v: [steps * batch_size * context / max(t, 1e-9) for t in ts] for v, ts in times.items()}
