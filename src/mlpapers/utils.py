@@ -119,6 +119,8 @@ def _round(x: Any, digits: int) -> Any:
     if isinstance(x, float):
         if math.isnan(x) or math.isinf(x):
             return None  # JSON has no NaN; a null metric fails `mlpapers verify` loudly
+        if x != 0 and abs(x) < 10.0 ** -(digits - 3):  # tiny values (e.g. float64 errors): significant digits
+            return float(f"{x:.{digits}g}")
         return round(x, digits)
     if isinstance(x, dict):
         return {k: _round(v, digits) for k, v in x.items()}
