@@ -48,6 +48,22 @@ def test_max_norm_projects_only_rows_above_c():
     assert torch.allclose(lin.weight[0], torch.tensor([1.2, 1.6, 0.0]))  # direction kept
 
 
+def test_at_bound_counts_hidden_units_at_c_against_naive_loop():
+    from mlpapers.papers.dropout.common import at_bound
+    torch.manual_seed(0)
+    m = MLP(6, 4, 2, 3, p_input=0.0, p_hidden=0.0)
+    with torch.no_grad():
+        m.hidden[0].weight.mul_(10.0)  # layer 0 far above c, layer 1 and the output layer untouched
+        m.out.weight.mul_(100.0)  # output units are not hidden units: must not count
+    c = 1.0
+    m.apply_max_norm(c)  # every layer-0 row now sits at ||w|| = c
+    rows = [w for lin in m.hidden for w in lin.weight]
+    naive = sum(float(w.norm()) >= 0.999 * c for w in rows) / len(rows)
+    assert at_bound(m, c) == pytest.approx(naive)
+    assert at_bound(m, c) >= 0.5  # the 4 projected layer-0 units of 8
+    assert at_bound(m, 1e6) == 0.0
+
+
 def test_mlp_uses_dropout_only_in_training():
     m = MLP(10, 16, 2, 3, p_input=0.2, p_hidden=0.5)
     x = torch.randn(8, 10)

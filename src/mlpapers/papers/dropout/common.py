@@ -107,6 +107,16 @@ def train_net(mcfg: MLPConfig, tcfg: TrainConfig, paths: Paths, where: tuple[str
     return [{"n": n, "seed": seed, **r} for r in history]
 
 
+@torch.no_grad()
+def at_bound(model: MLP, c: float, rel: float = 0.999) -> float:
+    """Fraction of hidden units whose incoming weight norm is at the max-norm bound, ||w||_2 >= rel * c.
+
+    Section 5.1's constraint binds only if some units reach c; 0 means max-norm never acted.
+    """
+    norms = torch.cat([linear.weight.norm(dim=1) for linear in model.hidden])  # (depth * hidden,)
+    return float((norms >= rel * c).float().mean())
+
+
 def recipe(tcfg: TrainConfig | dict) -> dict:
     """The parts of a training config that change the trained weights (not eval_every/device)."""
     d = to_dict(tcfg) if dataclasses.is_dataclass(tcfg) else dict(tcfg)

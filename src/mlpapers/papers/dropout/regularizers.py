@@ -15,7 +15,7 @@ from typing import Mapping
 from mlpapers import stats
 from mlpapers.experiment import Experiment, Paths
 from mlpapers.papers.dropout import report_extra
-from mlpapers.papers.dropout.common import MLPConfig, check_seeds, load_net, mnist_arrays, resolution, subset, train_net
+from mlpapers.papers.dropout.common import MLPConfig, at_bound, check_seeds, load_net, mnist_arrays, resolution, subset, train_net
 from mlpapers.papers.dropout.task import accuracy
 from mlpapers.runner import parallel_map, write_history
 from mlpapers.train import TrainConfig
@@ -73,13 +73,17 @@ def evaluate(cfg: RegularizersConfig, paths: Paths) -> None:
     per_seed = []
     for row, ref in rows(cfg).items():
         for seed in cfg.seeds:
-            model, _ = load_net(paths, ref, cfg.n_train, seed, expect=cfg.train)
+            model, mcfg = load_net(paths, ref, cfg.n_train, seed, expect=cfg.train)
             model.to(device)
             idx = subset(len(x), cfg.n_train, seed)
             per_seed.append({"row": row, "seed": seed, "train_error": 1 - accuracy(model, x[idx], y[idx], device),
-                             "test_error": 1 - accuracy(model, xt, yt, device)})
+                             "test_error": 1 - accuracy(model, xt, yt, device),
+                             "at_bound": at_bound(model, mcfg.max_norm) if mcfg.max_norm > 0 else float("nan")})
     err = lambda r, k="test_error": [p[k] for p in per_seed if p["row"] == r]  # noqa: E731
     out: dict = {"rows": {r: {k: stats.summarize(err(r, k)) for k in ("test_error", "train_error")} for r in rows(cfg)}}
+    # did max-norm act? fraction of hidden units with ||w||_2 >= 0.999 c, per max-norm row (0 = never binds)
+    out["max_norm_at_bound"] = {r: stats.summarize(err(r, "at_bound")) for r in rows(cfg)
+                                if not any(v != v for v in err(r, "at_bound"))}
     # Table 9 claim: dropout + max-norm is lowest -> best - other < 0 for every other row
     out["best_minus"] = {r: stats.paired(err(cfg.best), err(r)) for r in rows(cfg) if r != cfg.best}
     # Table 10 claim: Gaussian as good or slightly better -> gaussian - bernoulli < what the test set resolves

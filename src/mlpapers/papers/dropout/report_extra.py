@@ -85,11 +85,13 @@ def regularizers_markdown(paths: Paths) -> str:
         "no KL-sparsity row. The no-regularization and dropout + max-norm rows are Fig. 10's N = 5,000 nets. "
         "Errors in %, mean ± std [95% CI].",
         "",
-        "| Regularizer | Train error (%) | Test error (%) |",
-        "|---|---|---|",
+        "| Regularizer | Train error (%) | Test error (%) | Hidden units at the max-norm bound (%) |",
+        "|---|---|---|---|",
     ]
+    bound = m.get("max_norm_at_bound", {})
     for r, s in sorted(rows.items(), key=lambda kv: list(LABELS).index(kv[0]) if kv[0] in LABELS else len(LABELS)):
-        lines.append(f"| {LABELS.get(r, r)} | {pp(s['train_error'])} | {pp(s['test_error'])} |")
+        b = pp(bound[r]) if r in bound else "–"
+        lines.append(f"| {LABELS.get(r, r)} | {pp(s['train_error'])} | {pp(s['test_error'])} | {b} |")
     lines += ["", *CLAIMS_HEADER]
     for r, est in m["best_minus"].items():
         lines.append(claim_row(f"{LABELS.get(best, best)} beats {LABELS.get(r, r)} (difference)", est,
