@@ -186,7 +186,12 @@ def test_multi30k_claims_table_verdicts(tmp_path):
     from mlpapers.papers.seq2seq import report
     from mlpapers.utils import write_json
 
+    import shutil
+
+    from conftest import ROOT
+
     paths = Paths(tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")  # the caption reads steps, batch and width
     write_json(paths.metrics / "seq2seq_multi30k.json", _multi30k_metrics([6.0, 6.5, 7.0], [0.8, 0.85, 0.9],
                                                                          [0.1, 0.12, 0.11]))
     md = report.multi30k_markdown(paths)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mlpapers.config import load_params
 from mlpapers.experiment import Paths
 from mlpapers.plotting import plt, save_figure
 from mlpapers.stats import Claim, fmt, fmt_verdict, verdict
@@ -43,13 +44,17 @@ def multi30k_markdown(paths: Paths) -> str:
     n = m["baseline"]["bleu_test_2016_flickr"]["n"]
     buckets = list(m["bucket_sizes"])
     unk = m["unk_rate"]["test_2016_flickr"]
+    p = load_params(paths.root / "params.yaml")["seq2seq_multi30k"]  # listed as params of the report stage
+    steps, batch = p["train"]["steps"], p["train"]["batch_size"]
+    hidden, epochs = p["models"]["attn_general"]["hidden"], steps * batch / 29_000
     k, alpha = m["decode"]["beam"], m["decode"]["alpha"]
     lines = [
         "### Seq2Seq with Luong attention: Multi30k German → English",
         "",
         f"Bidirectional-LSTM encoder, LSTM decoder, every model trained for the same number of steps, {n} seeds "
         f"(mean ± std [95% interval]). Decoding: beam {k}, final pick by log p / length^{alpha:g}; greedy beside it. "
-        f"Deviations from Luong et al.: 1-layer 128-unit model, < 3 epochs of Multi30k (29k pairs) instead of 4-layer "
+        f"Deviations from Luong et al.: 1-layer {hidden}-unit model, {steps:,} steps × {batch} pairs (≈ {epochs:.1f} "
+        f"epochs of Multi30k's 29,000 training pairs) instead of 4-layer "
         f"1000-unit on WMT'14 (4.5M pairs), bidirectional encoder, no source reversal, lower-cased Moses tokens, "
         f"no unknown-word replacement (see `src/mlpapers/papers/seq2seq/README.md`). Unknown-word rate on test2016: "
         f"{100 * unk['de']:.1f}% of German, {100 * unk['en']:.1f}% of English tokens. "
