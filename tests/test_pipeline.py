@@ -47,6 +47,8 @@ def repo(tmp_path_factory, mirror):
     run(["git", "init", "-q"], d, env)
     run([BIN / "dvc", "init", "-q"], d, env)
     run([BIN / "dvc", "config", "core.analytics", "false"], d, env)
+    shutil.copytree(ROOT / ".dvc" / "plots", d / ".dvc" / "plots")  # plot templates and the offline page
+    run([BIN / "dvc", "config", "plots.html_template", "plots/offline.html"], d, env)
     first = run([BIN / "dvc", "repro"], d, env)
     run(["git", "add", "-A"], d, env)
     run(["git", "commit", "-qm", "tiny pipeline"], d, env)
@@ -72,6 +74,24 @@ def test_second_repro_is_a_noop(repo):
     assert "up to date" in out
     assert run(["git", "status", "--porcelain"], d, env).stdout == ""  # nothing rewritten
     print(f"no-op dvc repro: {time.perf_counter() - t0:.1f} s")
+
+
+def test_every_rendered_plot_names_its_x_and_y(repo):
+    d, env, _ = repo
+    shown = json.loads(run([BIN / "dvc", "plots", "show", "--json"], d, env).stdout)["data"]
+    specs = [p for plots in shown.values() for p in plots if p.get("type") == "vega"]
+    assert len(specs) >= 8
+    for p in specs:
+        content = p["content"]
+        enc = {**content.get("encoding", {}), **{k: v for layer in content.get("layer", [])
+                                                 for k, v in layer.get("encoding", {}).items()}}
+        assert enc["x"]["field"] and enc["y"]["field"], p
+        assert enc["x"].get("title") and enc["y"].get("title"), f"unnamed axis in {content.get('title')}"
+        assert enc["y"]["field"] != "examples_per_s"  # the old default: last column vs row index
+    out = d / "dvc_plots"
+    run([BIN / "dvc", "plots", "show", "-o", str(out)], d, env)
+    page = (out / "index.html").read_text()
+    assert "cdn.jsdelivr" not in page and "vegaEmbed" in page  # offline: Vega inlined, no CDN
 
 
 def test_forced_rerun_with_same_params_changes_no_tracked_byte(repo):
