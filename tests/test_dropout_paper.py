@@ -163,7 +163,7 @@ def test_fig10_claim_rows_get_their_verdicts_from_stats(tmp_path):
                      "n500": {"diff": _est([0.0001, -0.0001, 0.0]), "margin": 0.009}},
          "rise_fall": {"peak_n": 500, "rise": _est([-0.05, -0.051, -0.049]), "fall": _est([-0.01, -0.011, -0.009])},
          "early_stop": {}, "setup": {"hidden": 512, "depth": 2, "steps": 600, "n_test": 10000}}
-    write_json(tmp_path / "metrics" / "dropout_mnist.json", m)
+    write_json(tmp_path / "results" / "dropout_mnist.json", m)
     md = mnist_markdown(Paths(tmp_path))
     row = lambda text: next(line for line in md.splitlines() if text in line)  # noqa: E731
     assert "**does not hold**" in row("no gain from dropout at N = 100")

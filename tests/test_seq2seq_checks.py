@@ -192,7 +192,7 @@ def test_multi30k_claims_table_verdicts(tmp_path):
 
     paths = Paths(tmp_path)
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")  # the caption reads steps, batch and width
-    write_json(paths.metrics / "seq2seq_multi30k.json", _multi30k_metrics([6.0, 6.5, 7.0], [0.8, 0.85, 0.9],
+    write_json(paths.results / "seq2seq_multi30k.json", _multi30k_metrics([6.0, 6.5, 7.0], [0.8, 0.85, 0.9],
                                                                          [0.1, 0.12, 0.11]))
     md = report.multi30k_markdown(paths)
     rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ")}
@@ -202,7 +202,7 @@ def test_multi30k_claims_table_verdicts(tmp_path):
     assert next(v for k, v in rows.items() if "long sources" in k).endswith("**inconclusive** |")
     assert "**holds** (all four parts must hold)" in md
     # collapse onto the first token: the alignment claim must not hold
-    write_json(paths.metrics / "seq2seq_multi30k.json", _multi30k_metrics([-1.0, -0.5, -0.8], [0.0, 0.01, -0.01],
+    write_json(paths.results / "seq2seq_multi30k.json", _multi30k_metrics([-1.0, -0.5, -0.8], [0.0, 0.01, -0.01],
                                                                          [0.8, 0.79, 0.82]))
     md = report.multi30k_markdown(paths)
     assert "**does not hold** (all four parts must hold)" in md

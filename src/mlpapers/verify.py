@@ -1,8 +1,9 @@
 """`mlpapers verify`: do the workspace metrics match the published ones?
 
 Recomputes nothing. "Published" is the numbers committed at a git revision (default
-HEAD): every ``results/*.json`` (all an experiment measured) and the ``metrics/*.json`` that
-have no results file; or a JSON file mapping such file names to their contents. Each numeric metric
+HEAD): every ``results/*.json`` (all an experiment measured) and every ``metrics/*.json``
+(the headline numbers, shown as ``metrics/<file>``); or a JSON file mapping such file names
+to their contents. Each numeric metric
 is compared within the tolerance of the first matching rule in ``tolerances.yaml``
 (``|now - published| <= abs + rel * |published|``); a metric missing on either side, or
 null (NaN), fails. Prints a table and returns 1 if anything failed.
@@ -41,16 +42,18 @@ def _collect(files: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _published_files(names: dict[str, list[str]]) -> list[tuple[str, str]]:
-    """(folder, file name): every results file, and each metrics file without one."""
+def _published_files(names: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """(folder, file name, label): every results file (labelled by its name) and every metrics
+    file (labelled ``metrics/<name>`` when a results file of that name holds its detail)."""
     results = set(names.get(RESULTS_DIR, []))
-    return ([(RESULTS_DIR, n) for n in sorted(results)]
-            + [(METRICS_DIR, n) for n in sorted(names.get(METRICS_DIR, [])) if n not in results])
+    return ([(RESULTS_DIR, n, n) for n in sorted(results)]
+            + [(METRICS_DIR, n, f"{METRICS_DIR}/{n}" if n in results else n)
+               for n in sorted(names.get(METRICS_DIR, []))])
 
 
 def workspace_metrics(root: Path) -> dict[str, Any]:
     names = {d: [p.name for p in (root / d).glob("*.json")] for d in (RESULTS_DIR, METRICS_DIR)}
-    return _collect({n: read_json(root / d / n) for d, n in _published_files(names)})
+    return _collect({label: read_json(root / d / n) for d, n, label in _published_files(names)})
 
 
 def git_metrics(root: Path, rev: str) -> dict[str, Any]:
@@ -79,7 +82,7 @@ def git_metrics(root: Path, rev: str) -> dict[str, Any]:
             names.setdefault(folder, []).append(name)
     if METRICS_DIR not in names and RESULTS_DIR not in names:
         git("ls-tree", f"{rev}:{METRICS_DIR}")  # fails with git's message when the revision has no metrics
-    return _collect({n: parse(d, n) for d, n in _published_files(names)})
+    return _collect({label: parse(d, n) for d, n, label in _published_files(names)})
 
 
 def published_metrics(path: Path) -> dict[str, Any]:
@@ -118,6 +121,8 @@ def load_rules(path: Path) -> list[dict[str, Any]]:
 
 
 def rule_for(key: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rules name files without their folder: ``metrics/fox.json:x`` follows ``fox.json:x``."""
+    key = key.removeprefix(f"{METRICS_DIR}/")
     for r in rules:
         if fnmatch.fnmatchcase(key, r["pattern"]):
             return r
