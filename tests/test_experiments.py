@@ -71,7 +71,7 @@ def repo(tmp_path_factory):
 def test_exp_run_set_param_reruns_only_dependent_stages(repo):
     d, env = repo
     lock0 = yaml.safe_load((d / "dvc.lock").read_text())["stages"]
-    old = lock_param(lock0)
+    old = committed_value(d, env)
     new = 0.25 if old != 0.25 else 0.1
     out = run([BIN / "dvc", "exp", "run", "-n", "single", "-S", f"{KEY}={new}", TARGET], d, env).stdout
     assert stages_run(out) == {"dropout_toy_train@dropout", TARGET}
@@ -85,9 +85,12 @@ def test_exp_run_set_param_reruns_only_dependent_stages(repo):
     run(["git", "checkout", "--", "."], d, env)  # back to HEAD for the sweep
 
 
-def lock_param(lock: dict) -> float:
-    """The committed value of KEY, read from the train stage's params in dvc.lock."""
-    return lock["dropout_toy_train@dropout"]["params"]["params.yaml"]["dropout_toy.models.dropout"]["p_hidden"]
+def committed_value(d: Path, env: dict) -> float:
+    """The value of KEY in the committed params.yaml."""
+    value = yaml.safe_load(run(["git", "show", "HEAD:params.yaml"], d, env).stdout)
+    for k in KEY.split("."):
+        value = value[k]
+    return value
 
 
 def test_queued_sweep_lands_in_exp_show(repo):
