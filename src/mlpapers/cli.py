@@ -153,6 +153,28 @@ def cmd_report(args) -> None:
     write_readme(Path(args.readme), Path(args.root))
 
 
+def cmd_sample(args) -> None:
+    import torch
+
+    from mlpapers.papers.fox.sample import sample
+
+    torch.set_num_threads(args.threads)  # one token at a time: small matmuls, extra threads only add overhead
+    print(sample(Path(args.root), args.model, args.seed, args.prompt, args.tokens, args.temperature,
+                 args.top_k or None, args.sampling_seed, args.window, args.device))
+
+
+def cmd_translate(args) -> None:
+    import torch
+
+    from mlpapers.papers.seq2seq.translate import run
+
+    torch.set_num_threads(args.threads)
+    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    for line in run(Path(args.root), Path(args.params), args.model, args.seed, sentences, args.beam, args.alpha,
+                    args.max_len, args.strict, args.device):
+        print(line)
+
+
 def cmd_dvc_yaml(args) -> int:
     from mlpapers.pipeline import generated_files
     from mlpapers.utils import atomic_write_text
@@ -191,14 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback of any error (or MLPAPERS_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func, help: str, experiment: bool = False):
+    def add(name: str, func, help: str, experiment: bool = False, params: bool = True):
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=func)
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         sp.add_argument("--root", default=".", help="repository root (default: .)")
         if experiment:
             sp.add_argument("experiment", help="params.yaml section, e.g. dropout_mnist")
-        sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        if params:
+            sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         return sp
 
     sp = add("fetch", cmd_fetch, "download dataset files into data/raw/<dataset>/, verifying SHA-256 "
@@ -215,6 +238,30 @@ def build_parser() -> argparse.ArgumentParser:
     add("plot", cmd_plot, "draw an experiment's PNG plots from its plot data", True)
     sp = add("report", cmd_report, "regenerate the results section of README.md from results/")
     sp.add_argument("--readme", default="README.md")
+    sp = add("sample", cmd_sample, "generate text from a trained FoX/Transformer LM checkpoint "
+             "(models/fox/<model>/seed<seed>.pt), as nanoGPT's sample.py", params=False)
+    sp.add_argument("--model", default="fox", help="variant: fox, transformer, transformer_rope, transformer_nope, gla")
+    sp.add_argument("--seed", type=int, default=0, help="training seed of the checkpoint (default: 0)")
+    sp.add_argument("--prompt", default="\n", help="start text; every character must be in the vocabulary")
+    sp.add_argument("--tokens", type=int, default=500, help="new tokens to generate (default: 500)")
+    sp.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy (default: 0.8)")
+    sp.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens; 0 = all, 1 = greedy")
+    sp.add_argument("--sampling-seed", type=int, default=1337, help="seed of the draws (default: 1337)")
+    sp.add_argument("--window", type=int, default=None, help="condition on the last N tokens only "
+                    "(default: the training length for transformer, the whole text otherwise)")
+    sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    sp.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    sp = add("translate", cmd_translate, "translate German sentences (arguments, or one per stdin line) to "
+             "English with a trained Multi30k Seq2Seq checkpoint, decoding as the evaluate stage does")
+    sp.add_argument("sentences", nargs="*", help="German sentences (default: read lines from stdin)")
+    sp.add_argument("--model", default="attn_general", help="variant: attn_general or baseline (default: attn_general)")
+    sp.add_argument("--seed", type=int, default=0, help="training seed of the checkpoint (default: 0)")
+    sp.add_argument("--beam", type=int, default=None, help="beam size; 1 = greedy (default: seq2seq_multi30k.data.beam)")
+    sp.add_argument("--alpha", type=float, default=None, help="length normalisation (default: seq2seq_multi30k.data.alpha)")
+    sp.add_argument("--max-len", type=int, default=None, help="longest output (default: seq2seq_multi30k.data.max_decode_len)")
+    sp.add_argument("--strict", action="store_true", help="fail on words outside the vocabulary instead of <unk>")
+    sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    sp.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
     sp = add("dvc-yaml", cmd_dvc_yaml, "check (or --write) dvc.yaml, tolerances.yaml and tests/params_tiny.yaml "
              "against the papers' pipeline.yaml and tiny.yaml files")
     sp.add_argument("--write", action="store_true", help="regenerate the stale files")
