@@ -6,8 +6,6 @@ paper's stated size (1% of the trainable parameters), and the table says which.
 """
 from __future__ import annotations
 
-import math
-
 from mlpapers import stats
 from mlpapers.experiment import Paths
 from mlpapers.stats import Claim
@@ -101,8 +99,8 @@ def markdown(paths: Paths) -> str:
             continue
         lines.append(f"| {label(v)}: merged = adapter (max logit diff {c['merge_max_abs_diff']:.1e}; "
                      f"merged − adapter val ppl {c['merged_minus_adapter_val_ppl']['mean']:+.1e}) | "
-                     f"excess over rounding {stats.fmt(c['merge_excess'], 2, 1e6)} ×1e-6 | < 0 (fp32 rounding bound) | "
-                     f"{word(c['merge_excess'], Claim('below', 0.0))} |")
+                     f"diff / fp32 rounding bound {stats.fmt(c['merge_diff_of_bound'], 3)} | < 1 (rounding bound) | "
+                     f"{word(c['merge_diff_of_bound'], Claim('below', 1.0))} |")
         arch = "same class, modules and " + f"{c['merged_params']:,} parameters as the base" \
             if c["merged_same_architecture"] else "NOT the base architecture"
         mo, ao = tp["merged_over_base"][v], tp["adapter_over_base"][v]
@@ -126,8 +124,8 @@ def plot_all(cfg, paths: Paths) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     fams: dict[str, list] = {}
     for v, r in m["variants"].items():
-        fam = next(row["family"] for row in rows if row["variant"] == v)
-        ppl = [float(row["val_ppl"]) for row in rows if row["variant"] == v]
+        fam = next(row["variant"] for row in rows if row["model"] == v)
+        ppl = [float(row["val_ppl"]) for row in rows if row["model"] == v]
         mean = sum(ppl) / len(ppl)
         sd = (sum((p - mean) ** 2 for p in ppl) / max(1, len(ppl) - 1)) ** 0.5
         cpu = r.get("train_cpu_s", {}).get("mean", 0.0)
@@ -152,4 +150,3 @@ def plot_all(cfg, paths: Paths) -> None:
     ax1.legend(fontsize=7)
     ax1.set_title("LoRA vs full fine-tuning vs scratch (mean ± std over seeds)", fontsize=8)
     save_figure(fig, paths.plots / "lora.png")
-    _ = math  # noqa
