@@ -138,3 +138,48 @@ def test_oov_characters_are_mapped_explicitly():
     text = "".join(vocab[i] for i in ids)
     assert text == "A 'b' ,c, 33&"
     assert mapped == 7
+
+
+def test_report_renders_verdicts_from_summaries(tmp_path):
+    """summarize() on per-seed results -> results/lora.json -> the README section and figure."""
+    import math
+    from pathlib import Path
+
+    from mlpapers.config import from_dict, load_yaml
+    from mlpapers.experiment import Paths
+    from mlpapers.papers.lora import report
+    from mlpapers.papers.lora.experiments import LoraConfig, family, summarize
+    from mlpapers.utils import write_csv, write_json
+
+    tiny = load_yaml(Path(__file__).parents[1] / "src/mlpapers/papers/lora/tiny.yaml")["lora"]
+    cfg = from_dict(LoraConfig, tiny, "lora")
+    res = {}
+    for i, v in enumerate(["pretrained", *cfg.variants]):
+        for s in cfg.seeds:
+            r = {"variant": v, "seed": s, "trainable": 0 if v == "pretrained" else 1000 * (i + 1),
+                 "val_loss": 1.5 + 0.01 * i + 0.001 * s, "test_loss": 1.6 + 0.01 * i}
+            if v.startswith("lora"):
+                r["merge"] = {"max_abs_diff": 1e-6, "bound": 4e-6 + s * 1e-7, "of_bound": 0.25 + 0.01 * s,
+                              "max_abs_logit": 9.0, "same_architecture": True, "merged_params": 8000,
+                              "val_loss_adapter": 1.5, "val_loss_merged": 1.5}
+            res[v, s] = r
+    out = summarize(cfg, res)
+    ratio = {"mean": 1.0, "std": 0.01, "n": 2, "se": 0.01, "ci_lo": 0.99, "ci_hi": 1.01, "level": 0.95}
+    lora = [v for v in cfg.variants if v.startswith("lora")]
+    out["throughput"] = {"control_max_dev": 0.05, "merged_over_base": {v: ratio for v in lora},
+                         "adapter_over_base": {v: {**ratio, "mean": 1.2, "ci_lo": 1.1, "ci_hi": 1.3} for v in lora}}
+    out["setup"] = {"seeds": 2, "steps": 4, "batch_size": 4, "context": 16, "alpha": 8.0, "base_params": 8000,
+                    "base_model": {"n_layer": 1, "d_model": 16}, "train_chars": 256,
+                    "chars": {"train": 1000, "val": 100, "test_2016_flickr": 100},
+                    "chars_mapped": {"train": 1, "val": 0, "test_2016_flickr": 0}}
+    paths = Paths(tmp_path)
+    write_json(tmp_path / "results" / "lora.json", out)
+    md = report.markdown(paths)
+    assert "| LoRA r=1 on W_q, W_v: merged = adapter" in md and md.count("**holds**") >= 3
+    assert "merged has no extra inference cost" in md and "**does not hold**" in md  # LoRA worse than full here
+    write_csv(tmp_path / "plots" / "lora" / "per_seed.csv",
+              [{"variant": family(cfg, r["variant"]), "model": r["variant"], "seed": r["seed"],
+                "trainable_params": r["trainable"], "val_ppl": math.exp(r["val_loss"]),
+                "test_ppl": math.exp(r["test_loss"])} for r in res.values()])
+    report.plot_all(cfg, paths)
+    assert (tmp_path / "plots" / "lora.png").stat().st_size > 0

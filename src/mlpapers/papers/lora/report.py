@@ -39,6 +39,16 @@ def label(name: str) -> str:
     return f"LoRA r={r[1:]} on " + ("W_q, W_v" if targets == "qv" else "all attention + MLP matrices")
 
 
+def order(names) -> list[str]:
+    """pretrained, scratch, full, then LoRA on W_q,W_v by rank, then LoRA on all matrices by rank."""
+    def key(v: str):
+        if v in LABELS:
+            return (list(LABELS).index(v), 0)
+        _, targets, r = v.split("_")
+        return (len(LABELS) + (targets == "all"), int(r[1:]))
+    return sorted(names, key=key)
+
+
 def markdown(paths: Paths) -> str:
     m = load(paths)
     s, V, C, tp = m["setup"], m["variants"], m["claims"], m["throughput"]
@@ -47,7 +57,7 @@ def markdown(paths: Paths) -> str:
     lines = [
         "### LoRA: low-rank adaptation of a pretrained character LM (Hu et al., ICLR 2022)",
         "",
-        f"The FoX stage's Transformer ({bm['n_layer']} layers, d={bm['d_model']}, {s['base_params']:,} parameters, "
+        f"The FoX stage's Transformer (n_layer={bm['n_layer']}, d={bm['d_model']}, {s['base_params']:,} parameters, "
         f"pretrained on Tiny Shakespeare) adapted to the English side of Multi30k, character level: "
         f"{s['steps']} steps of batch {s['batch_size']} × {s['context']} characters ({s['train_chars']:,} characters, "
         f"{100 * s['train_chars'] / s['chars']['train']:.0f}% of the training stream) for every model, each at the "
@@ -64,7 +74,8 @@ def markdown(paths: Paths) -> str:
         "| Model | Trainable params (% of full) | Val ppl | Test ppl | Training CPU-s |",
         "|---|---|---|---|---|",
     ]
-    for v, r in V.items():
+    for v in order(V):
+        r = V[v]
         cpu = r.get("train_cpu_s")
         cpu_s = f"{cpu['mean']:.0f} [{cpu['ci_lo']:.0f}, {cpu['ci_hi']:.0f}]" if cpu else "0 (no training)"
         lines.append(f"| {label(v)} | {r['trainable_params']:,} ({r['trainable_pct']:.2f}%) | "
@@ -75,7 +86,8 @@ def markdown(paths: Paths) -> str:
         f"fine-tuning, in %, is below the seed-to-seed spread of full fine-tuning itself (its std, measured: "
         f"{noise:.2f}% of its perplexity): a gap smaller than what rerunning full fine-tuning with another seed "
         "gives. *< 1% of the parameters*: the paper's size, an exact count. *Merged = adapter*: max |logit "
-        "difference| minus the float32 rounding bound of the two paths (from float64 copies), per seed, below 0. "
+        "difference| over the float32 rounding bound of the two paths (measured with float64 copies), per seed, "
+        "below 1 (an error in the merge, e.g. a missing α/r, is orders of magnitude above it). "
         "*No extra inference cost*: forward CPU time of the merged model over the base model, per round, within "
         f"the largest deviation two identical base-model copies showed ({100 * tp['control_max_dev']:.1f}%, "
         "measured in the same rounds); the unmerged adapter is timed for contrast.",
@@ -86,17 +98,16 @@ def markdown(paths: Paths) -> str:
     if C.get("scratch_minus_full_pct"):
         lines.append(f"| pretraining helps: scratch − full fine-tuning, val ppl % | {stats.fmt(C['scratch_minus_full_pct'])} "
                      f"| > 0 (direction) | {word(C['scratch_minus_full_pct'], Claim('above', 0.0))} |")
-    for v, c in C.items():
-        if not v.startswith("lora_"):
-            continue
+    lora = order(v for v in C if v.startswith("lora_"))
+    for v in lora:
+        c = C[v]
         close = Claim("below", noise)
         lines.append(f"| {label(v)}: close to full fine-tuning (val ppl excess %) | {stats.fmt(c['gap_vs_full_pct'])} "
                      f"| < {noise:.2f} (full FT seed std) | {word(c['gap_vs_full_pct'], close)} |")
         lines.append(f"| {label(v)}: < 1% of the trainable parameters | {c['trainable_pct']:.2f}% (exact) | "
                      f"< {PARAM_FRACTION_PCT:g}% (paper) | {word(exact(c['trainable_pct']), Claim('below', PARAM_FRACTION_PCT))} |")
-    for v, c in C.items():
-        if not v.startswith("lora_"):
-            continue
+    for v in lora:
+        c = C[v]
         lines.append(f"| {label(v)}: merged = adapter (max logit diff {c['merge_max_abs_diff']:.1e}; "
                      f"merged − adapter val ppl {c['merged_minus_adapter_val_ppl']['mean']:+.1e}) | "
                      f"diff / fp32 rounding bound {stats.fmt(c['merge_diff_of_bound'], 3)} | < 1 (rounding bound) | "
