@@ -1,0 +1,84 @@
+"""CPU time per training update and per forward pass (a declared throughput metric).
+
+The machine is shared, so costs are CPU seconds of this single-threaded process
+(``time.process_time``), not wall time; variants are timed in interleaved rounds so a slow
+phase hits all of them, and ratios are taken per round (``stats.ratio``). These numbers
+measure the machine, not the models: ``tolerances`` skip them.
+
+Inference (Section 4.1, "No Additional Inference Latency"): per round, one forward pass of
+the same batch through the base model, a second copy of the base model (the control: how
+much two identical models differ in timing on this machine), every merged LoRA model and
+every unmerged adapter model.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+
+from mlpapers import stats
+from mlpapers.train import make_optimizer
+
+
+def timings(cfg, paths, train_ids: torch.Tensor) -> dict:
+    from mlpapers.papers.lora.experiments import build, load_pretrained
+    from mlpapers.papers.lora.model import merge_lora
+
+    seed, ev = cfg.seeds[0], cfg.eval
+    base = load_pretrained(cfg, paths, seed).eval()
+    T, B = base.cfg.block_size, cfg.train.batch_size
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randint(len(train_ids) - T - 1, (B,), generator=gen)
+    chunk = train_ids[start[:, None] + torch.arange(T + 1)]  # (B, T+1)
+    x, y = chunk[:, :-1], chunk[:, 1:]
+
+    models = {v: build(cfg, v, paths, seed) for v in cfg.variants}
+    opts = {v: make_optimizer(m, cfg.train.with_lr(s.lr)) for (v, m), s in zip(models.items(), cfg.variants.values())}
+
+    def update(v: str) -> None:
+        m = models[v]
+        loss = F.cross_entropy(m(x).flatten(0, 1), y.flatten())
+        opts[v].zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.train.grad_clip)
+        opts[v].step()
+
+    infer = {"base": base, "base_copy": copy.deepcopy(base)}
+    for v, s in cfg.variants.items():
+        if s.method == "lora":
+            infer[f"{v}:adapter"] = models[v].eval()
+            infer[f"{v}:merged"] = merge_lora(models[v]).eval()
+    train_t: dict[str, list[float]] = {v: [] for v in models}
+    infer_t: dict[str, list[float]] = {k: [] for k in infer}
+    for v in models:  # warm-up
+        models[v].train()
+        update(v)
+    for _ in range(ev.speed_rounds):
+        for v in models:
+            models[v].train()
+            t0 = time.process_time()
+            for _ in range(ev.speed_steps):
+                update(v)
+            train_t[v].append((time.process_time() - t0) / ev.speed_steps)
+        with torch.no_grad():
+            for k, m in infer.items():
+                m.eval()
+                t0 = time.process_time()
+                for _ in range(ev.speed_steps):
+                    m(x)
+                infer_t[k].append((time.process_time() - t0) / ev.speed_steps)
+    out = {"train_cpu_s_per_step": {v: stats.summarize(t) for v, t in train_t.items()},
+           "forward_cpu_s": {k: stats.summarize(t) for k, t in infer_t.items()},
+           "control_ratio": stats.ratio(infer_t["base_copy"], infer_t["base"]),
+           "control_max_dev": max(abs(a / b - 1) for a, b in zip(infer_t["base_copy"], infer_t["base"])),
+           "merged_over_base": {}, "adapter_over_base": {},
+           "rounds": ev.speed_rounds, "steps_per_round": ev.speed_steps, "batch": B,
+           "threads": torch.get_num_threads()}
+    for v, s in cfg.variants.items():
+        if s.method == "lora":
+            out["merged_over_base"][v] = stats.ratio(infer_t[f"{v}:merged"], infer_t["base"])
+            out["adapter_over_base"][v] = stats.ratio(infer_t[f"{v}:adapter"], infer_t["base"])
+    return out
