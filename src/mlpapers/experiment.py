@@ -75,6 +75,8 @@ EXPERIMENTS: dict[str, str] = {
     # Seq2Seq experiments:
     "seq2seq_multi30k": "mlpapers.papers.seq2seq.experiments:MULTI30K",
     "seq2seq_reverse": "mlpapers.papers.seq2seq.experiments:REVERSE",
+    # Transformer experiments:
+    "transformer": "mlpapers.papers.transformer.experiments:TRANSFORMER",
 }
 
 # order of sections in the README results
