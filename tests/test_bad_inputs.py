@@ -205,8 +205,8 @@ def test_checkpoint_of_another_model(ws, capsys):
     assert rc == 2 and "seed0.pt" in line and "does not match" in line, line
 
 
-def test_invalid_metrics_json(ws, capsys):
-    m = ws / "metrics" / "dropout_toy.json"
+def test_invalid_results_json(ws, capsys):
+    m = ws / "results" / "dropout_toy.json"
     m.write_text("{not json")
     readme = ws / "README.md"
     shutil.copy(ROOT / "README.md", readme)

@@ -1,6 +1,4 @@
 """dvc.yaml agrees with what users and the code expect: readable plots, report deps complete."""
-from pathlib import Path
-
 import yaml
 
 from conftest import ROOT
@@ -33,15 +31,3 @@ def test_no_stage_level_plot_without_axes():
         for entry in body.get("plots", []):
             spec = next(iter(entry.values())) if isinstance(entry, dict) else {}
             assert spec.get("x") and spec.get("y"), f"stage {name}: plot {entry} has no x/y; make it an out"
-
-
-def test_report_depends_on_every_metrics_file():
-    metrics = set()
-    for name, body in _stage_bodies():
-        for entry in body.get("metrics", []):
-            path = next(iter(entry)) if isinstance(entry, dict) else entry
-            if "${" not in path:
-                metrics.add(path)
-    report_deps = set(DVC["stages"]["report"]["deps"])
-    headline = {m for m in metrics if Path(m).parent.name == "metrics"}  # per-variant train metrics are not reported
-    assert headline - report_deps == set(), "the report stage must list every headline metrics file as a dep"

@@ -117,8 +117,27 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    exp, cfg, paths = _experiment(args, ("metrics", "plots"))
+    exp, cfg, paths = _experiment(args, ("metrics", "results", "plots"))
     exp.evaluate(cfg, paths)
+    split_results(paths, exp.name)
+
+
+def split_results(paths, name: str) -> None:
+    """``metrics/<name>.json`` as the evaluate function wrote it becomes ``results/<name>.json``
+    (every number: git-tracked detail); ``metrics/<name>.json`` keeps the paper's ``headline``
+    keys (its pipeline.yaml): what ``dvc exp show`` and ``dvc metrics diff`` show."""
+    from mlpapers.pipeline import headline_patterns, select
+    from mlpapers.utils import read_json, write_json
+
+    full = read_json(paths.metrics / f"{name}.json")
+    patterns = headline_patterns(name)
+    headline = select(full, patterns)
+    if patterns and not headline:
+        raise ConfigError(f"papers' pipeline.yaml headline.{name}: no key of {paths.metrics / f'{name}.json'} "
+                          f"matches {patterns}; fix the patterns")
+    paths.results.mkdir(parents=True, exist_ok=True)
+    write_json(paths.results / f"{name}.json", full)
+    write_json(paths.metrics / f"{name}.json", headline)
 
 
 def cmd_plot(args) -> None:
@@ -132,6 +151,26 @@ def cmd_report(args) -> None:
 
     check_writable([Path(args.readme).parent])
     write_readme(Path(args.readme), Path(args.root))
+
+
+def cmd_dvc_yaml(args) -> int:
+    from mlpapers.pipeline import generated_files
+    from mlpapers.utils import atomic_write_text
+
+    root = Path(args.root)
+    changed = [p for p, text in generated_files(root).items()
+               if not p.is_file() or p.read_text(encoding="utf-8") != text]
+    if args.write:
+        for p, text in generated_files(root).items():
+            if p in changed:
+                atomic_write_text(p, text)
+                print(f"wrote {p}")
+        return 0
+    for p in changed:
+        print(f"{p}: stale; run `mlpapers dvc-yaml --write`", file=sys.stderr)
+    if not changed:
+        print("dvc.yaml, tolerances.yaml and tests/params_tiny.yaml match the papers' pipeline.yaml files")
+    return 1 if changed else 0
 
 
 def cmd_verify(args) -> int:
@@ -165,10 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("prepare", cmd_prepare, "turn raw files into the experiment's prepared data (data/prepared/)", True)
     sp = add("train", cmd_train, "train one variant of an experiment for every seed (models/, plots/<exp>/history_*)", True)
     sp.add_argument("variant", help="variant name from the experiment's params section")
-    add("evaluate", cmd_evaluate, "evaluate an experiment's checkpoints into metrics/<exp>*.json and plot data", True)
+    add("evaluate", cmd_evaluate, "evaluate an experiment's checkpoints into results/<exp>.json (every number), "
+        "metrics/<exp>.json (headline) and plot data", True)
     add("plot", cmd_plot, "draw an experiment's PNG plots from its plot data", True)
-    sp = add("report", cmd_report, "regenerate the results section of README.md from metrics/")
+    sp = add("report", cmd_report, "regenerate the results section of README.md from results/")
     sp.add_argument("--readme", default="README.md")
+    sp = add("dvc-yaml", cmd_dvc_yaml, "check (or --write) dvc.yaml, tolerances.yaml and tests/params_tiny.yaml "
+             "against the papers' pipeline.yaml and tiny.yaml files")
+    sp.add_argument("--write", action="store_true", help="regenerate the stale files")
     sp = add("verify", cmd_verify, "compare workspace metrics with published ones within tolerances; "
              "exit 1 on drift or missing metrics")
     sp.add_argument("--rev", default="HEAD", help="git revision whose committed metrics are the published ones")

@@ -1,9 +1,10 @@
 """What a paper plugs into the pipeline: one ``Experiment`` per params.yaml section.
 
 The CLI (and so every DVC stage) is generic: ``mlpapers train <experiment> <variant>``
-looks the experiment up in ``EXPERIMENTS`` below -- an explicit table, one line per
-experiment -- and calls the paper's functions. Adding a paper means adding a folder under
-``papers/``, a line here, a params section and its stages in ``dvc.yaml``.
+looks the experiment up in ``EXPERIMENTS`` -- gathered from the papers' ``pipeline.yaml``
+files (``mlpapers.pipeline``) -- and calls the paper's functions. Adding a paper means adding
+a folder under ``papers/`` (code, ``pipeline.yaml``, ``tiny.yaml``), its params sections and a
+line in ``papers/__init__.py``; ``mlpapers dvc-yaml --write`` regenerates ``dvc.yaml``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mlpapers.config import load_section
+from mlpapers.pipeline import experiments
 from mlpapers.runner import DEFAULT_COMPUTE, Compute
 
 
@@ -42,7 +44,14 @@ class Paths:
 
     @property
     def metrics(self) -> Path:
+        """Where an evaluate function writes ``<experiment>.json``; the ``evaluate`` command then
+        moves it to ``results/`` and keeps its headline numbers here (``mlpapers.pipeline``)."""
         return self.root / "metrics"
+
+    @property
+    def results(self) -> Path:
+        """Every number an experiment measured (git-tracked detail the README sections read)."""
+        return self.root / "results"
 
     @property
     def plots(self) -> Path:
@@ -62,22 +71,8 @@ class Experiment:
 
 
 # experiment name -> "module:attribute" (imported on use, so one paper's import cost or
-# breakage never reaches the others' stages)
-EXPERIMENTS: dict[str, str] = {
-    "dropout_toy": "mlpapers.papers.dropout.experiments:TOY",
-    "dropout_mnist": "mlpapers.papers.dropout.experiments:MNIST",
-    "dropout_retention": "mlpapers.papers.dropout.experiments:RETENTION",
-    "dropout_regularizers": "mlpapers.papers.dropout.experiments:REGULARIZERS",
-    "dropout_averaging": "mlpapers.papers.dropout.experiments:AVERAGING",
-    "dropout_sparsity": "mlpapers.papers.dropout.experiments:SPARSITY",
-    # FoX experiments:
-    "fox": "mlpapers.papers.fox.experiments:FOX",
-    # Seq2Seq experiments:
-    "seq2seq_multi30k": "mlpapers.papers.seq2seq.experiments:MULTI30K",
-    "seq2seq_reverse": "mlpapers.papers.seq2seq.experiments:REVERSE",
-    # Transformer experiments:
-    "transformer": "mlpapers.papers.transformer.experiments:TRANSFORMER",
-}
+# breakage never reaches the others' stages), from the papers' pipeline.yaml files
+EXPERIMENTS: dict[str, str] = experiments()
 
 # order of sections in the README results
 REPORT_ORDER: list[str] = list(EXPERIMENTS)

@@ -1,7 +1,8 @@
 """`mlpapers verify`: do the workspace metrics match the published ones?
 
-Recomputes nothing. "Published" is the metrics committed at a git revision (default
-HEAD) or a JSON file mapping metrics file names to their contents. Each numeric metric
+Recomputes nothing. "Published" is the numbers committed at a git revision (default
+HEAD): every ``results/*.json`` (all an experiment measured) and the ``metrics/*.json`` that
+have no results file; or a JSON file mapping such file names to their contents. Each numeric metric
 is compared within the tolerance of the first matching rule in ``tolerances.yaml``
 (``|now - published| <= abs + rel * |published|``); a metric missing on either side, or
 null (NaN), fails. Prints a table and returns 1 if anything failed.
@@ -19,6 +20,7 @@ from mlpapers.config import ConfigError, load_yaml
 from mlpapers.utils import DataFileError, read_json
 
 METRICS_DIR = "metrics"
+RESULTS_DIR = "results"
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -39,8 +41,16 @@ def _collect(files: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _published_files(names: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(folder, file name): every results file, and each metrics file without one."""
+    results = set(names.get(RESULTS_DIR, []))
+    return ([(RESULTS_DIR, n) for n in sorted(results)]
+            + [(METRICS_DIR, n) for n in sorted(names.get(METRICS_DIR, [])) if n not in results])
+
+
 def workspace_metrics(root: Path) -> dict[str, Any]:
-    return _collect({p.name: read_json(p) for p in sorted((root / METRICS_DIR).glob("*.json"))})
+    names = {d: [p.name for p in (root / d).glob("*.json")] for d in (RESULTS_DIR, METRICS_DIR)}
+    return _collect({n: read_json(root / d / n) for d, n in _published_files(names)})
 
 
 def git_metrics(root: Path, rev: str) -> dict[str, Any]:
@@ -54,15 +64,22 @@ def git_metrics(root: Path, rev: str) -> dict[str, Any]:
                                 "check --rev, or pass --published <file.json>")
         return r.stdout
 
-    def parse(name: str) -> Any:
+    def parse(folder: str, name: str) -> Any:
         try:
-            return json.loads(git("show", f"{rev}:{METRICS_DIR}/{name}"))
+            return json.loads(git("show", f"{rev}:{folder}/{name}"))
         except json.JSONDecodeError as e:
-            raise DataFileError(f"{rev}:{METRICS_DIR}/{name}:{e.lineno}:{e.colno}: invalid JSON in the published "
+            raise DataFileError(f"{rev}:{folder}/{name}:{e.lineno}:{e.colno}: invalid JSON in the published "
                                 f"metrics ({e.msg}); pick another --rev") from None
 
-    names = [n for n in git("ls-tree", "--name-only", f"{rev}:{METRICS_DIR}").split() if n.endswith(".json")]
-    return _collect({n: parse(n) for n in names})
+    tree = git("ls-tree", "--name-only", rev, "--", f"{RESULTS_DIR}/", f"{METRICS_DIR}/").split()
+    names: dict[str, list[str]] = {}
+    for path in tree:
+        folder, _, name = path.partition("/")
+        if name.endswith(".json") and "/" not in name:
+            names.setdefault(folder, []).append(name)
+    if METRICS_DIR not in names and RESULTS_DIR not in names:
+        git("ls-tree", f"{rev}:{METRICS_DIR}")  # fails with git's message when the revision has no metrics
+    return _collect({n: parse(d, n) for d, n in _published_files(names)})
 
 
 def published_metrics(path: Path) -> dict[str, Any]:
@@ -123,6 +140,7 @@ def compare(now: dict[str, Any], published: dict[str, Any], rules: list[dict[str
 
 
 def verify(root: Path, rev: str = "HEAD", published: str | None = None, tolerances: Path = Path("tolerances.yaml")) -> int:
+    """``tolerances.yaml`` is generated from the papers' ``pipeline.yaml`` files (``mlpapers dvc-yaml``)."""
     rules = load_rules(root / tolerances if not tolerances.is_absolute() else tolerances)
     now = workspace_metrics(root)
     if published:
@@ -140,7 +158,7 @@ def verify(root: Path, rev: str = "HEAD", published: str | None = None, toleranc
               f"{fmt(r['tolerance']):>10s}  {'yes' if r['ok'] else 'NO'}")
     bad = [r for r in rows if not r["ok"]]
     if not rows:
-        print(f"no metrics to compare (workspace {METRICS_DIR}/ vs {source})")
+        print(f"no metrics to compare (workspace {RESULTS_DIR}/ and {METRICS_DIR}/ vs {source})")
         return 1
     print(f"\n{len(rows) - len(bad)} of {len(rows)} metrics within tolerance of {source}"
           + (f"; {len(bad)} FAILED" if bad else ""))

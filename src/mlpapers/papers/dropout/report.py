@@ -30,7 +30,7 @@ CLAIMS_HEADER = ["| Claim | Estimate, pp (mean ± std [95% CI]) | Holds if | Ver
 
 
 def toy_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "dropout_toy.json")
+    m = read_json(paths.results / "dropout_toy.json")
     n_seeds = m["plain"]["test_acc"]["n"]
     lines = [
         "### Dropout: the seed README's toy demo",
@@ -56,7 +56,7 @@ def toy_markdown(paths: Paths) -> str:
 
 
 def mnist_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "dropout_mnist.json")
+    m = read_json(paths.results / "dropout_mnist.json")
     sizes = sorted(m["plain"], key=lambda k: int(k[1:]))  # "n100", "n300", ... by N
     n_seeds = m["plain"][sizes[0]]["test_error"]["n"]
     net = "-".join(["784"] + [str(m["setup"]["hidden"])] * m["setup"]["depth"] + ["10"])

@@ -18,7 +18,7 @@ LABELS = {"none": "no regularization", "l2": "L2", "l1": "L1", "maxnorm": "max-n
 
 
 def retention_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "dropout_retention.json")
+    m = read_json(paths.results / "dropout_retention.json")
     keeps = list(m["fixed_n"])
     c = m["claims"]
     n = m["fixed_n"][keeps[0]]["test_error"]["n"]
@@ -33,7 +33,7 @@ def retention_markdown(paths: Paths) -> str:
         "| p | (a) fixed n: train error | (a) test error | (b) fixed pn: width | (b) train error | (b) test error |",
         "|---|---|---|---|---|---|",
     ]
-    widths = read_json(paths.metrics / "dropout_retention.json").get("widths", {})
+    widths = read_json(paths.results / "dropout_retention.json").get("widths", {})
     for k in keeps:
         a, b = m["fixed_n"][k], m["fixed_pn"][k]
         lines.append(f"| {k[4:]} | {pp(a['train_error'])} | {pp(a['test_error'])} | {widths.get(k, '')} "
@@ -72,7 +72,7 @@ def plot_retention(cfg, paths: Paths) -> None:
 
 
 def regularizers_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "dropout_regularizers.json")
+    m = read_json(paths.results / "dropout_regularizers.json")
     rows = m["rows"]
     best = next(r for r in rows if r not in m["best_minus"])
     n = rows[best]["test_error"]["n"]
@@ -117,7 +117,7 @@ def plot_regularizers(cfg, paths: Paths) -> None:
 
 
 def averaging_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "dropout_averaging.json")
+    m = read_json(paths.results / "dropout_averaging.json")
     ks = sorted(m["mc"], key=lambda k: int(k[1:]))  # JSON keys come back sorted as strings
     gap = m["mc_minus_ws"]
     k0, kc, kmax = ks[0], f"k{m['claim_k']}", f"k{m['k_max']}"
@@ -162,7 +162,7 @@ def plot_averaging(cfg, paths: Paths) -> None:
 
 
 def sparsity_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "dropout_sparsity.json")
+    m = read_json(paths.results / "dropout_sparsity.json")
     nets = m["nets"]
     layers = list(next(iter(nets.values())))
     n = next(iter(nets.values()))[layers[0]]["frac_active"]["n"]

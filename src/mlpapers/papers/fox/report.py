@@ -34,7 +34,7 @@ def word(est: dict, claim: Claim) -> str:
 
 
 def markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "fox.json")
+    m = read_json(paths.results / "fox.json")
     s, L = m["setup"], m["setup"]["context"]
     V = {v: m["variants"][v] for v in LABELS if v in m["variants"]}  # fixed order
     tps = m["throughput"]["train_tokens_per_cpu_s"]

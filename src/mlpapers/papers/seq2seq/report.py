@@ -39,7 +39,7 @@ def _all(verdicts: list[str]) -> str:
 
 
 def multi30k_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "seq2seq_multi30k.json")
+    m = read_json(paths.results / "seq2seq_multi30k.json")
     variants = [v for v in m if isinstance(m[v], dict) and "val_loss" in m[v] and "_minus_" not in v]
     n = m["baseline"]["bleu_test_2016_flickr"]["n"]
     buckets = list(m["bucket_sizes"])
@@ -117,7 +117,7 @@ def multi30k_markdown(paths: Paths) -> str:
 
 
 def reverse_markdown(paths: Paths) -> str:
-    m = read_json(paths.metrics / "seq2seq_reverse.json")
+    m = read_json(paths.results / "seq2seq_reverse.json")
     lo, hi = m["train_lengths"]["min"], m["train_lengths"]["max"]
     variants = [v for v in m if v != "train_lengths" and not v.endswith("_minus_baseline")]
     lengths = sorted(int(k[1:]) for k in m["baseline"] if k.startswith("L"))
