@@ -154,24 +154,29 @@ def test_warmup_schedule_matches_eq3():
     assert noam_lr(1, 64, c) == noam_lr(500, 64, c) == pytest.approx(noam_lr(40, 64, s))
 
 
-def test_scheduled_updates_equal_adam_at_the_scheduled_rate():
-    """The after_step rescaling gives exactly the parameters Adam reaches with lr = Eq. (3)."""
+@pytest.mark.parametrize("optimizer,steps", [("adamw", 1), ("sgd", 5)])
+def test_scheduled_updates_equal_the_optimizer_at_the_scheduled_rate(optimizer, steps):
+    """The after_step rescaling gives the parameters the optimiser reaches with lr = Eq. (3).
+
+    Adam runs one step only: key biases get exactly-zero gradients up to rounding, and Adam
+    turns such noise into full-size updates, so two equal computations drift apart later."""
     from mlpapers.train import TrainConfig, fit
 
     src = [[4, 5, 6], [7, 8], [9, 10, 11, 12]] * 4
     tgt = [[5, 6], [7, 8, 9], [10]] * 4
     sched = Schedule("noam", 3, 1.0)
-    cfg = TrainConfig(steps=5, batch_size=4, lr=1e-3, optimizer="adamw", momentum=0.9, beta2=0.98, weight_decay=0.0,
-                      schedule="constant", warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0, eval_every=0,
-                      precision="fp32", device="cpu")
+    cfg = TrainConfig(steps=steps, batch_size=4, lr=1e-3, optimizer=optimizer, momentum=0.9, beta2=0.98,
+                      weight_decay=0.0, schedule="constant", warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0,
+                      eval_every=0, precision="fp32", device="cpu")
     m = make()
-    task = TransformerTask(m, src, tgt, 4, None, 0.1, sched, cfg.lr, snapshot_steps=(2,))
+    task = TransformerTask(m, src, tgt, 4, None, 0.1, sched, cfg.lr, snapshot_steps=(1,))
     fit(task, cfg, seed=0)
     ref = make()
-    opt = torch.optim.Adam(ref.parameters(), lr=1.0, betas=(0.9, 0.98))
+    opt = (torch.optim.Adam(ref.parameters(), lr=1.0, betas=(0.9, 0.98)) if optimizer == "adamw"
+           else torch.optim.SGD(ref.parameters(), lr=1.0, momentum=0.9))
     ref_task = TransformerTask(ref, src, tgt, 4, None, 0.1, sched, cfg.lr)
     gen = torch.Generator().manual_seed(0)
-    for step in range(5):
+    for step in range(steps):
         for gr in opt.param_groups:
             gr["lr"] = noam_lr(step + 1, 32, sched)
         ref.train()
@@ -180,5 +185,5 @@ def test_scheduled_updates_equal_adam_at_the_scheduled_rate():
         ref_task.loss(batch).backward()
         opt.step()
     for p, r in zip(m.parameters(), ref.parameters()):
-        torch.testing.assert_close(p, r, atol=2e-5, rtol=1e-4)
-    assert set(task.snapshots) == {2}
+        torch.testing.assert_close(p, r, atol=1e-5, rtol=1e-4)
+    assert set(task.snapshots) == {1}

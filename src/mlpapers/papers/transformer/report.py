@@ -61,7 +61,7 @@ def markdown(paths: Paths) -> str:
         f"steps{', clipped to the trained steps' if eq['clipped'] else ''}); CPU-time numbers depend on the machine. "
         f"Transformer vs Luong differences are unpaired (Welch t). Ablations: {m['ablation_steps']}-step "
         f"runs, greedy BLEU on the validation split, paired over seeds with the base run's snapshot at the same step. "
-        "Deviations: tiny model, ≈ 3.5 epochs, word vocabularies (no BPE, no source-target sharing), test2016 only "
+        f"Deviations: tiny model, ≈ {steps * m['batch_size'] / m['n_train']:.1f} epochs, word vocabularies (no BPE, no source-target sharing), test2016 only "
         "(see `src/mlpapers/papers/transformer/README.md`).",
         "",
         f"| Model | BLEU test2016 (beam {k}) | greedy | val loss (nats/token) |",

@@ -83,7 +83,7 @@ class TransformerTask(TranslationTask):
         self._before: list[torch.Tensor] = []
 
     def lr(self, step: int) -> float:
-        return noam_lr(step, self.model.c.d_model, self.schedule)
+        return noam_lr(max(step, 1), self.model.c.d_model, self.schedule)
 
     def train_batch(self, step: int, generator: torch.Generator):
         self.step = step + 1  # Eq. (3) counts steps from 1
