@@ -165,3 +165,35 @@ def test_every_paper_has_a_ci_check_that_trains():
                 trains |= {u for u in upstream(s) | {s} if " train " in STAGES[u]["cmd"]}
         assert trains, f"{paper.name}: ci stages {ci} retrain nothing"
     assert "ci-stages" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ci_plan_reruns_a_papers_own_chain_but_reads_other_papers_git_outputs():
+    dvc = {"stages": {
+        "fetch": {"foreach": ["a"], "do": {"cmd": "fetch ${item}", "outs": ["data/raw/${item}"]}},
+        "p_train": {"cmd": "t", "deps": ["data/raw/a"], "outs": ["models/p", {"plots/p/h.csv": {"cache": False}}]},
+        "p_evaluate": {"cmd": "e", "deps": ["models/p"], "outs": [{"results/p.json": {"cache": False}}]},
+        "p_plot": {"cmd": "p", "deps": ["plots/p/h.csv"], "outs": [{"plots/p.png": {"cache": False}}]},
+        "q_train": {"cmd": "t", "deps": ["data/raw/a"], "outs": ["models/q"]},
+        "q_evaluate": {"cmd": "e", "deps": ["models/q", "results/p.json", "plots/p/h.csv"],
+                       "outs": [{"results/q.json": {"cache": False}}]},
+        "r_train": {"cmd": "t", "deps": ["models/p"], "outs": ["models/r"]},
+    }}
+    owner = {"p_train": "P", "p_evaluate": "P", "p_plot": "P", "q_train": "Q", "q_evaluate": "Q", "r_train": "R"}
+    # a paper's own chain reruns even through git-kept outputs (the plot's history CSV) ...
+    assert pipeline.ci_plan(dvc, ["p_plot"], owner) == ["fetch@a", "p_train", "p_plot"]
+    # ... another paper's git-kept results are read as committed ...
+    assert pipeline.ci_plan(dvc, ["q_evaluate"], owner) == ["fetch@a", "q_train", "q_evaluate"]
+    # ... and its DVC-cached models are rebuilt
+    assert pipeline.ci_plan(dvc, ["r_train"], owner) == ["fetch@a", "p_train", "r_train"]
+    with pytest.raises(Exception, match="not in dvc.yaml"):
+        pipeline.ci_plan(dvc, ["nope"], owner)
+
+
+def test_ci_plan_of_the_real_pipeline_trains_every_paper():
+    plan = pipeline.ci_plan(DVC, pipeline.ci_stages())
+    for paper in pipeline.papers():
+        assert any(s.split("@")[0] in paper.stages and " train " in STAGES[s]["cmd"] for s in plan), paper.name
+    for i, name in enumerate(plan):  # dependencies first
+        for dep in STAGES[name].get("deps", []):
+            producers = [s for s in plan if any(dep == o or dep.startswith(o + "/") for o in paths(STAGES[s].get("outs")))]
+            assert all(plan.index(s) < i for s in producers), (name, dep)

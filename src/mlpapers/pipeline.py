@@ -118,7 +118,7 @@ def headline_patterns(experiment: str) -> list[str]:
 
 
 def ci_stages() -> list[str]:
-    """The stages ``.ci/run`` reproduces from scratch (``dvc repro -f``), every paper's ``ci``."""
+    """Every paper's ``ci`` stages (what ``.ci/run`` checks), as named in its pipeline.yaml."""
     out: list[str] = []
     for p in papers():
         for stage in p.spec.get("ci") or []:
@@ -126,6 +126,70 @@ def ci_stages() -> list[str]:
                 raise ConfigError(f"papers/{p.name}/pipeline.yaml: ci stage '{stage}' is not one of its stages")
             out.append(stage)
     return out
+
+
+def expanded_stages(dvc_yaml: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Stage name -> body, ``foreach`` expanded as DVC names them (``train@plain``)."""
+    import yaml
+
+    out = {}
+    for name, stage in dvc_yaml["stages"].items():
+        if "foreach" not in stage:
+            out[name] = stage
+            continue
+        for item in stage["foreach"]:
+            out[f"{name}@{item}"] = yaml.safe_load(yaml.safe_dump(stage["do"]).replace("${item}", str(item)))
+    return out
+
+
+def _outs(body: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(path, cached in DVC) of every output of a stage; ``cache: false`` outputs live in git."""
+    out = []
+    for key in ("outs", "metrics", "plots"):
+        for entry in body.get(key) or []:
+            path, opts = (next(iter(entry.items())) if isinstance(entry, dict) else (entry, {}))
+            out.append((path, (opts or {}).get("cache", True)))
+    return out
+
+
+def ci_plan(dvc_yaml: dict[str, Any], targets: list[str], owner: dict[str, str] | None = None) -> list[str]:
+    """The stages to rerun from scratch for ``targets``, dependencies first: each target, the
+    stages of the same paper upstream of it, and every stage producing a DVC-cached output
+    (data, models) that one of those needs. Another paper's git-kept outputs (its results or
+    plot data, which a paper may compare against) are read as committed, so the check of one
+    paper does not retrain the models of another that it only compares against.
+    ``owner``: stage name (before ``@``) -> paper; default: from the papers' pipeline.yaml."""
+    if owner is None:
+        owner = {stage: p.name for p in papers() for stage in p.stages}
+    stages = expanded_stages(dvc_yaml)
+    paper_of = lambda name: owner.get(name.split("@")[0])  # noqa: E731
+    producer = {path: (name, cached) for name, body in stages.items() for path, cached in _outs(body)}
+
+    def needs(name: str) -> list[str]:
+        out = []
+        for dep in stages[name].get("deps") or []:
+            for path, (other, cached) in producer.items():
+                same_paper = paper_of(other) is not None and paper_of(other) == paper_of(name)
+                if (cached or same_paper) and (dep == path or dep.startswith(path + "/") or path.startswith(dep + "/")):
+                    out.append(other)
+        return out
+
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for other in needs(name):
+            visit(other)
+        order.append(name)
+
+    for target in targets:
+        names = [s for s in stages if s == target or s.split("@")[0] == target]
+        if not names:
+            raise ConfigError(f"ci stage '{target}' is not in dvc.yaml; run `mlpapers dvc-yaml --write`")
+        for name in names:
+            visit(name)
+    return order
 
 
 def tolerance_rules() -> list[dict[str, Any]]:

@@ -18,19 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from mlpapers.config import ConfigError, load_yaml
+from mlpapers.pipeline import flatten
 from mlpapers.utils import DataFileError, read_json
 
 METRICS_DIR = "metrics"
 RESULTS_DIR = "results"
-
-
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
 
 
 def _collect(files: dict[str, Any]) -> dict[str, Any]:
