@@ -17,9 +17,8 @@ LABELS = {"pretrained": "pretrained on Tiny Shakespeare, zero-shot", "scratch": 
 
 
 def load(paths: Paths) -> dict:
-    """results/lora.json (all numbers) where the CLI moved it, else metrics/lora.json."""
-    results = getattr(paths, "results", paths.root / "results") / "lora.json"
-    return read_json(results if results.is_file() else paths.metrics / "lora.json")
+    """results/lora.json: every number the evaluate stage measured (metrics/ keeps only the headline)."""
+    return read_json(paths.results / "lora.json")
 
 
 def exact(value: float) -> dict:
