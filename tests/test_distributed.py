@@ -25,9 +25,9 @@ from mlpapers.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "tests" / "params_tiny.yaml").read_text())
-# measured: max |w_2 ranks - w_1 process| = 3e-8 after 6 steps, <= 2e-7 after 60 steps (float
-# reassociation of the gradient mean only); a real mistake (unsynced gradients, a wrong shard,
-# gradients summed instead of averaged) moves the weights by > 1e-2 after 60 steps
+# measured on this test's net (SGD, 60 steps): max |w_2 ranks - w_1 process| = 2.4e-7 (float
+# reassociation of the gradient mean only); the mutants tried (gradients not synchronised, both
+# ranks on the same shard, gradients summed instead of averaged) end 1.6 apart
 WEIGHT_TOL = 1e-5
 
 
@@ -35,7 +35,10 @@ def _params(tmp: Path, processes: int, steps: int) -> Path:
     p = yaml.safe_load(yaml.safe_dump(TINY))
     p["compute"].update(processes=processes, workers=1)
     p["dropout_toy"]["seeds"] = [0]
-    p["dropout_toy"]["train"].update(steps=steps, eval_every=10 if steps <= 1000 else 0)
+    # plain SGD without clipping: the update is proportional to the gradient, so a summed (not
+    # averaged) or unsynchronised gradient shows in the weights (Adam would hide its scale)
+    p["dropout_toy"]["train"].update(steps=steps, eval_every=10 if steps <= 1000 else 0, optimizer="sgd",
+                                     lr=0.1, momentum=0.9, grad_clip=0.0)
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(p))
     return path
@@ -175,3 +178,47 @@ def test_under_torchrun_jobs_run_serially_and_only_rank_0_writes(tmp_path, monke
     monkeypatch.setenv("RANK", "0")
     write_json(tmp_path / "m.json", {"a": 1})
     assert (tmp_path / "m.json").exists()
+
+
+def test_compile_switch_compiles_the_model_in_fit(monkeypatch):
+    """compute.compile: true -> fit() compiles the task's model in place; off (the default) -> untouched."""
+    import mlpapers.runner
+    from mlpapers.train import TrainConfig, fit
+
+    class Task:
+        def __init__(self):
+            self.model = torch.nn.Linear(3, 1)
+
+        def train_batch(self, step, generator):
+            return torch.randn(4, 3, generator=generator)
+
+        def loss(self, x):
+            return self.model(x).pow(2).mean()
+
+    cfg = TrainConfig(steps=2, batch_size=4, lr=0.01, optimizer="sgd", momentum=0.0, beta2=0.99, weight_decay=0.0,
+                      schedule="constant", warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0, eval_every=0,
+                      precision="fp32", device="cpu")
+    for flag in (False, True):
+        task, calls = Task(), []
+        task.model.compile = lambda: calls.append("compiled")  # no compiler toolchain needed for this test
+        monkeypatch.setattr(mlpapers.runner, "_CURRENT", [Compute(threads=1, workers=1, compile=flag)])
+        fit(task, cfg, seed=0)
+        assert calls == (["compiled"] if flag else [])
+
+
+def test_gpu_profile_overrides_existing_keys_and_validates(tmp_path):
+    """params-gpu.yaml only overrides keys params.yaml has, and the merged file passes check-params."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("profile", ROOT / "scripts" / "profile.py")
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+    from mlpapers.config import load_params, load_yaml
+
+    overrides = load_yaml(ROOT / "params-gpu.yaml")
+    merged = profile.merged(load_params(ROOT / "params.yaml"), overrides)
+    assert any(k.endswith("precision") and v == "bf16" for k, v in overrides.items())
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(merged))
+    assert cli_main(["check-params", "--params", str(tmp_path / "gpu.yaml")]) == 0
+    with pytest.raises(SystemExit, match="fox.model.d_modle"):
+        profile.merged(load_params(ROOT / "params.yaml"), {"fox.model.d_modle": 1})
