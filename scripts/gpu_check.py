@@ -66,6 +66,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("logs/gpu_check"))
     p.add_argument("--fox-steps", type=int, default=500)
+    p.add_argument("--cuda-device", default="cuda", help="'cpu' dry-runs this script on a CPU-only machine "
+                   "(then the 'cuda' rows must show zero differences in fp32)")
     args = p.parse_args()
     base = load_params("params.yaml")
     base["compute"].update(workers=1, processes=1)
@@ -77,7 +79,8 @@ def main() -> None:
     ]
     for exp, variant, prepare, edits, tokens in cases:
         runs = {}
-        for name, device, precision in (("cpu", "cpu", "fp32"), ("cuda", "cuda", "fp32"), ("cuda_bf16", "cuda", "bf16")):
+        gpu = args.cuda_device
+        for name, device, precision in (("cpu", "cpu", "fp32"), ("cuda", gpu, "fp32"), ("cuda_bf16", gpu, "bf16")):
             if exp != "fox" and name == "cuda_bf16":
                 continue
             params = json.loads(json.dumps(base))

@@ -9,6 +9,10 @@ the data and the loss; the loop only steps the optimiser. A task provides:
 * ``loss(batch)``: a scalar loss tensor (teacher forcing, masking etc. live here);
 * ``evaluate()``: optional, a ``dict[str, float]`` logged every ``eval_every`` steps;
 * ``after_step()``: optional, e.g. a max-norm projection of weights after each update.
+
+Under ``torchrun`` (``compute.processes > 1``) the same loop trains data-parallel: each rank
+keeps its shard of every seeded batch and DDP averages the gradients (``mlpapers.distributed``).
+With one process none of that code runs.
 """
 from __future__ import annotations
 
@@ -215,7 +219,7 @@ class _TaskLoss(torch.nn.Module):
 
 
 def compile_enabled() -> bool:
-    """``compute.compile`` (set by the CLI through ``runner.apply_compute``); off by default."""
+    """``compute.compile`` (set by the CLI through ``runner.apply_threads``); off by default."""
     from mlpapers.runner import current_compute
 
     return current_compute().compile
