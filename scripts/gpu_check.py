@@ -57,9 +57,13 @@ def compare(ref: Path, run: Path, exp: str, variant: str) -> dict:
 
 def speed(root: Path, exp: str, variant: str, tokens_per_example: int) -> dict:
     t = rows(root / "logs" / "timings" / "plots" / exp / f"history_{variant}.csv")
-    eps = [float(r["examples_per_s"]) for r in t[1:] or t]  # the first interval includes warm-up
-    mean = sum(eps) / len(eps) if eps else float("nan")
-    return {"examples_per_s": mean, "tokens_per_s": mean * tokens_per_example}
+    t = t[1:] or t  # the first interval includes warm-up (and compilation)
+    if t and "tokens_per_s" in t[0]:  # FoX logs tokens/s itself
+        tps = [float(r["tokens_per_s"]) for r in t]
+    else:
+        tps = [float(r["examples_per_s"]) * tokens_per_example for r in t]
+    mean = sum(tps) / len(tps) if tps else float("nan")
+    return {"tokens_per_s": mean, "examples_per_s": mean / tokens_per_example}
 
 
 def main() -> None:
@@ -74,7 +78,9 @@ def main() -> None:
     summary: dict = {}
     cases = [  # (experiment, variant, prepare, params edits, tokens per example)
         ("dropout_toy", "plain", False, {"seeds": [0]}, 1),
-        ("fox", "fox", True, {"seeds": [0], "train": {"steps": args.fox_steps, "eval_every": 100}},
+        ("fox", "fox", True, {"seeds": [0], "train": {"steps": args.fox_steps, "eval_every": min(100, args.fox_steps),
+                                                      "warmup_steps": min(base["fox"]["train"]["warmup_steps"],
+                                                                          args.fox_steps // 5)}},
          base["fox"]["model"]["context"]),
     ]
     for exp, variant, prepare, edits, tokens in cases:
