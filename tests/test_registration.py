@@ -139,3 +139,29 @@ def test_select_keeps_nesting_and_only_matching_leaves():
     assert pipeline.select(full, ["a.*.mean"]) == {"a": {"x": {"mean": 1}, "y": {"mean": 3}}}
     assert pipeline.select(full, ["b"]) == {"b": 4}
     assert pipeline.select(full, ["c*"]) == {}
+
+
+def test_every_paper_has_a_ci_check_that_trains():
+    """`.ci/run` reruns each paper's `ci` stages from scratch: each must sit downstream of a train stage."""
+    dag = {name: set(body.get("deps", [])) for name, body in STAGES.items()}
+    outs = {name: set(paths(body.get("outs")) + paths(body.get("metrics"))) for name, body in STAGES.items()}
+
+    def upstream(stage, seen=None):
+        seen = seen or set()
+        for other, o in outs.items():
+            if other not in seen and any(d == x or d.startswith(x + "/") for d in dag[stage] for x in o):
+                seen.add(other)
+                upstream(other, seen)
+        return seen
+
+    for paper in pipeline.papers():
+        ci = paper.spec.get("ci") or []
+        assert ci, f"papers/{paper.name}/pipeline.yaml: name at least one ci stage"
+        trains = set()
+        for stage in ci:
+            names = [s for s in STAGES if s == stage or s.split("@")[0] == stage]
+            assert names, stage
+            for s in names:
+                trains |= {u for u in upstream(s) | {s} if " train " in STAGES[u]["cmd"]}
+        assert trains, f"{paper.name}: ci stages {ci} retrain nothing"
+    assert "ci-stages" in (ROOT / ".ci" / "run").read_text()

@@ -202,6 +202,12 @@ def cmd_dvc_yaml(args) -> int:
     return 1 if changed else 0
 
 
+def cmd_ci_stages(args) -> None:
+    from mlpapers.pipeline import ci_stages
+
+    print(" ".join(ci_stages()))
+
+
 def cmd_verify(args) -> int:
     from mlpapers.verify import verify
 
@@ -241,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("dvc-yaml", cmd_dvc_yaml, "check (or --write) dvc.yaml, tolerances.yaml and tests/params_tiny.yaml "
              "against the papers' pipeline.yaml and tiny.yaml files")
     sp.add_argument("--write", action="store_true", help="regenerate the stale files")
+    add("ci-stages", cmd_ci_stages, "print the stages CI reruns from scratch (every paper's `ci` in pipeline.yaml)")
     sp = add("verify", cmd_verify, "compare workspace metrics with published ones within tolerances; "
              "exit 1 on drift or missing metrics")
     sp.add_argument("--rev", default="HEAD", help="git revision whose committed metrics are the published ones")
