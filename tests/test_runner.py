@@ -55,7 +55,7 @@ def test_config_mappings_pickle_and_stay_read_only():
 
 def test_compute_validation_and_thread_override(monkeypatch):
     with pytest.raises(ConfigError, match=r"compute\.threads must be in \[1, 256\]"):
-        from_dict(Compute, {"threads": 0, "workers": 1}, "compute")
+        from_dict(Compute, {"threads": 0, "workers": 1, "processes": 1, "compile": False}, "compute")
     c = Compute(threads=1, workers=2)
     monkeypatch.setenv("MLPAPERS_NUM_THREADS", "3")
     assert effective_threads(c) == 3

@@ -113,7 +113,36 @@ def cmd_train(args) -> None:
     if args.variant not in variants:
         raise ConfigError(f"{exp.name}: unknown variant '{args.variant}'; params.yaml defines {variants}")
     exp, cfg, paths = _experiment(args, ("models", "plots"))
-    exp.train(cfg, args.variant, paths)
+    from mlpapers import distributed
+
+    n = paths.compute.processes
+    if n > 1 or distributed.active():
+        check_batches(cfg, exp.name, distributed.world_size() if distributed.active() else n)
+    if n > 1 and not distributed.active():  # re-launch this very command as n torchrun ranks
+        return distributed.launch(args.argv, n)
+    try:
+        exp.train(cfg, args.variant, paths)
+    except Exception as e:
+        if not distributed.peer_lost(e):
+            raise
+        print(f"mlpapers train: error: rank {distributed.rank()} lost contact with another rank (it died, was "
+              f"killed or failed; see its message); stopping without writing ({_first_line(e)})", file=sys.stderr)
+        return 1
+    finally:
+        distributed.shutdown()
+
+
+def check_batches(cfg, where: str, processes: int) -> None:
+    """Every ``batch_size`` of the config splits evenly over the data-parallel processes."""
+    import dataclasses
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "batch_size" and isinstance(value, int) and value % processes:
+            raise ConfigError(f"{where}.batch_size: got {value}, which does not split evenly over "
+                              f"compute.processes = {processes}; use a multiple of {processes}")
+        elif dataclasses.is_dataclass(value):
+            check_batches(value, f"{where}.{f.name}", processes)
 
 
 def cmd_evaluate(args) -> None:
@@ -283,9 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     traceback only with ``--debug`` or ``MLPAPERS_DEBUG=1``."""
     import os
 
+    from mlpapers import distributed
+
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train` re-launches itself under torchrun
     debug = getattr(args, "debug", False) or os.environ.get("MLPAPERS_DEBUG", "") not in ("", "0")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    quiet = not distributed.is_main()  # ranks > 0 of a torchrun job log warnings only
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     t0 = time.perf_counter()
     from mlpapers.lifeline import Terminated, die_with_parent, raise_on_sigterm
@@ -316,8 +349,14 @@ def main(argv: list[str] | None = None) -> int:
             import signal
 
             signal.signal(signal.SIGTERM, previous)
-    log.info("%s done in %.1f s", args.command, time.perf_counter() - t0)
+    if rc == 0:
+        log.info("%s done in %.1f s", args.command, time.perf_counter() - t0)
     return rc
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def _save_traceback(e: BaseException, root: Path) -> str:

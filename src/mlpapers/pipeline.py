@@ -321,7 +321,7 @@ def render_tiny_params() -> str:
     parts = [f"# {GENERATED.format(what='tiny.yaml')}",
              "# Toy-scale params: tests/test_pipeline.py runs every stage of the real dvc.yaml with them.",
              "",
-             "compute: {threads: 1, workers: 2}"]
+             "compute: {threads: 1, workers: 2, processes: 1, compile: false}"]
     for p in papers():
         path = p.folder / "tiny.yaml"
         if not path.is_file():

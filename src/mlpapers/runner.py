@@ -9,6 +9,10 @@ used by every paper's stages:
 * ``workers`` -- independent jobs of one stage (seeds, data-set sizes, models to evaluate)
   run side by side in that many processes. Every job seeds itself, so results do not depend
   on ``workers``; only the wall time does.
+* ``processes`` -- data-parallel ranks per training run (``mlpapers.distributed``): a train
+  stage re-launches itself under ``torchrun`` when > 1 and its jobs then run one after another
+  on all ranks (``workers`` is not used there). 1 = today's single-process run, unchanged.
+* ``compile`` -- ``torch.compile`` the model in ``fit()`` (a GPU-profile switch; off by default).
 
 Wall-clock numbers never go into the histories that plots and ``dvc.lock`` hash:
 :func:`write_history` writes them to ``logs/timings/`` (git-ignored, not a DVC output), so
@@ -39,15 +43,26 @@ TIMING_COLUMNS = ("seconds", "examples_per_s", "tokens_per_s")
 class Compute:
     threads: int  # torch threads per process (part of what makes results bit-repeatable)
     workers: int  # processes running a stage's independent jobs side by side (wall time only)
+    # data-parallel ranks of one training run (train stages re-launch under torchrun when > 1;
+    # their jobs then run one after another on all ranks: `workers` applies to other stages only)
+    processes: int = 1
+    compile: bool = False  # torch.compile the model in fit() (GPU profile; needs a compiler toolchain)
 
     def validate(self) -> None:
         if not 1 <= self.threads <= 256:
             raise ValueError(f"threads must be in [1, 256], got {self.threads}")
         if not 1 <= self.workers <= 256:
             raise ValueError(f"workers must be in [1, 256], got {self.workers}")
+        if isinstance(self.processes, bool) or not 1 <= self.processes <= 1024:
+            raise ValueError(f"processes must be in [1, 1024], got {self.processes}")
 
 
 DEFAULT_COMPUTE = Compute(threads=1, workers=1)
+_CURRENT = [DEFAULT_COMPUTE]  # what apply_compute() set in this process (fit() reads compute.compile)
+
+
+def current_compute() -> Compute:
+    return _CURRENT[0]
 
 
 def effective_threads(compute: Compute) -> int:
@@ -66,6 +81,7 @@ def apply_threads(compute: Compute) -> None:
     import torch
 
     torch.set_num_threads(effective_threads(compute))
+    _CURRENT[0] = compute
 
 
 def _die_with_parent() -> None:
@@ -77,12 +93,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init_worker(threads: int, level: int) -> None:
+def _init_worker(threads: int, level: int, compute: Compute = DEFAULT_COMPUTE) -> None:
     _die_with_parent()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     import torch
 
     torch.set_num_threads(threads)
+    _CURRENT[0] = compute
 
 
 def parallel_map(fn: Callable[[J], R], jobs: Iterable[J], compute: Compute) -> list[R]:
@@ -93,15 +110,21 @@ def parallel_map(fn: Callable[[J], R], jobs: Iterable[J], compute: Compute) -> l
     worker or one job everything runs in this process, with the same thread count, so
     the numbers are the same either way.
     """
+    from mlpapers import distributed
+
     jobs = list(jobs)
     workers = min(compute.workers, len(jobs))
+    if workers > 1 and distributed.active():  # every rank runs every job, in the same order
+        log.info("%d jobs one after another on %d data-parallel processes (compute.workers is not used "
+                 "when compute.processes > 1)", len(jobs), distributed.world_size())
+        workers = 1
     if workers <= 1:
         return [fn(j) for j in jobs]
     threads = effective_threads(compute)
     log.info("%d jobs on %d worker processes x %d thread(s)", len(jobs), workers, threads)
     # spawn, not fork: forking after torch has started its thread pools can deadlock
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads, logging.getLogger().level)) as ex:
+                             initializer=_init_worker, initargs=(threads, logging.getLogger().level, compute)) as ex:
         return list(ex.map(fn, jobs))
 
 

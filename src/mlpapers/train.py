@@ -9,6 +9,10 @@ the data and the loss; the loop only steps the optimiser. A task provides:
 * ``loss(batch)``: a scalar loss tensor (teacher forcing, masking etc. live here);
 * ``evaluate()``: optional, a ``dict[str, float]`` logged every ``eval_every`` steps;
 * ``after_step()``: optional, e.g. a max-norm projection of weights after each update.
+
+Under ``torchrun`` (``compute.processes > 1``) the same loop trains data-parallel: each rank
+keeps its shard of every seeded batch and DDP averages the gradients (``mlpapers.distributed``).
+With one process none of that code runs.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from typing import Any, Literal, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from mlpapers import distributed
 from mlpapers.config import ParamError, check_range, to_dict
 from mlpapers.utils import atomic_write_bytes, resolve_device, versions
 
@@ -127,31 +132,45 @@ def fit(task: Task, cfg: TrainConfig, *, seed: int, desc: str = "train") -> list
     ``NonFiniteLossError`` as soon as a loss is NaN or infinite.
     """
     device = resolve_device(cfg.device)
+    rank, world = distributed.rank(), distributed.world_size()
+    if world > 1:  # under torchrun: join the process group, one GPU per rank (mlpapers.distributed)
+        device = distributed.setup(device)
     model = task.model.to(device)
     task.device = device  # tasks build eval batches on the training device
+    if compile_enabled():  # compute.compile: torch.compile in place (state_dict keys unchanged)
+        model.compile()
+    loss_of = task.loss
+    if world > 1:  # gradients averaged over ranks by DDP hooks on the task's loss
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            _TaskLoss(task), device_ids=[device.index] if device.type == "cuda" else None)
+        loss_of = ddp
     opt = make_optimizer(model, cfg)
     gen = torch.Generator().manual_seed(seed)  # seeded data order, independent of init
     history: list[dict[str, float]] = []
     evaluate = getattr(task, "evaluate", None)
     after_step = getattr(task, "after_step", None)
     running, count, t0, t_last, seen = 0.0, 0, time.perf_counter(), time.perf_counter(), 0
-    tty = sys.stderr.isatty()
+    tty = sys.stderr.isatty() and rank == 0
     bar = tqdm(range(cfg.steps), desc=desc, disable=not tty, leave=False)
-    progress = Progress(desc, cfg.steps, enabled=not tty)
+    progress = Progress(desc, cfg.steps, enabled=not tty and rank == 0)
     log_estimate(model, opt, cfg, desc)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         model.train()
-        batch = to_device(task.train_batch(step, gen), device)
+        batch = task.train_batch(step, gen)  # the whole batch B, the same draw on every rank
+        if world > 1:
+            batch = distributed.shard(batch, rank, world)  # this rank's B / world examples
+        batch = to_device(batch, device)
         if step == 0 and _is_empty(batch):
             raise EmptyDataError(f"{desc}: the first training batch is empty: the training set has no examples; "
                                  "check the data sizes in params (e.g. n_train, sizes)")
         with autocast(cfg.precision, device):
-            loss = task.loss(batch)
-        if not torch.isfinite(loss):
+            loss = loss_of(batch)
+        seen_loss = distributed.mean(loss) if world > 1 else loss  # the whole batch's loss, on every rank
+        if not torch.isfinite(seen_loss):
             raise NonFiniteLossError(
-                f"{desc}: loss became {loss.item()} at step {step} (lr={lr_at(step, cfg):.3g}); "
+                f"{desc}: loss became {seen_loss.item()} at step {step} (lr={lr_at(step, cfg):.3g}); "
                 "lower train.lr, raise train.warmup_steps or set train.grad_clip > 0"
             )
         opt.zero_grad(set_to_none=True)
@@ -161,7 +180,7 @@ def fit(task: Task, cfg: TrainConfig, *, seed: int, desc: str = "train") -> list
         opt.step()
         if after_step is not None:
             after_step()
-        running += loss.item()
+        running += seen_loss.item()
         count += 1
         seen += cfg.batch_size
         last = step == cfg.steps - 1
@@ -182,9 +201,28 @@ def fit(task: Task, cfg: TrainConfig, *, seed: int, desc: str = "train") -> list
             bar.set_postfix(loss=f"{row['train_loss']:.4f}")
             log.debug("%s %s", desc, row)
             running, count, seen, t_last = 0.0, 0, 0, time.perf_counter()
-        progress.update(step + 1, loss.item())
+        progress.update(step + 1, seen_loss.item())
     model.eval()
     return history
+
+
+class _TaskLoss(torch.nn.Module):
+    """``task.loss`` as a module around ``task.model``, so DDP can wrap any task unchanged."""
+
+    def __init__(self, task: Task):
+        super().__init__()
+        self.model = task.model  # the parameters DDP synchronises
+        self.task = task
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.task.loss(batch)
+
+
+def compile_enabled() -> bool:
+    """``compute.compile`` (set by the CLI through ``runner.apply_threads``); off by default."""
+    from mlpapers.runner import current_compute
+
+    return current_compute().compile
 
 
 class EmptyDataError(ValueError):
