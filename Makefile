@@ -25,8 +25,10 @@ repro: $(STAMP)
 	mlpapers check-params
 	time dvc repro
 
+# two pytest workers: the end-to-end DVC tests (one file, one worker) run beside the rest
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	python -m pytest -q
+	python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 verify: $(STAMP)
 	mlpapers verify

@@ -166,15 +166,18 @@ def test_report_renders_verdicts_from_summaries(tmp_path):
     out = summarize(cfg, res)
     ratio = {"mean": 1.0, "std": 0.01, "n": 2, "se": 0.01, "ci_lo": 0.99, "ci_hi": 1.01, "level": 0.95}
     lora = [v for v in cfg.variants if v.startswith("lora")]
-    out["throughput"] = {"control_max_dev": 0.05, "merged_over_base": {v: ratio for v in lora},
-                         "adapter_over_base": {v: {**ratio, "mean": 1.2, "ci_lo": 1.1, "ci_hi": 1.3} for v in lora}}
+    speed = {"throughput": {"control_max_dev": 0.05, "merged_over_base": {v: ratio for v in lora},
+                            "adapter_over_base": {v: {**ratio, "mean": 1.2, "ci_lo": 1.1, "ci_hi": 1.3} for v in lora}},
+             "train_cpu_s": {v: {"mean": 10.0, "ci_lo": 9.0, "ci_hi": 11.0} for v in cfg.variants}}
     out["setup"] = {"seeds": 2, "steps": 4, "batch_size": 4, "context": 16, "alpha": 8.0, "base_params": 8000,
                     "base_model": {"n_layer": 1, "d_model": 16}, "train_chars": 256,
                     "chars": {"train": 1000, "val": 100, "test_2016_flickr": 100},
                     "chars_mapped": {"train": 1, "val": 0, "test_2016_flickr": 0}}
     paths = Paths(tmp_path)
     write_json(tmp_path / "results" / "lora.json", out)
+    write_json(tmp_path / "results" / "lora_speed.json", speed)  # the speed stage's file
     md = report.markdown(paths)
+    assert "| 10 [9, 11] |" in md  # training CPU-s joined in from the speed file
     assert "| LoRA r=1 on W_q, W_v: merged = adapter" in md and md.count("**holds**") >= 3
     assert "merged has no extra inference cost" in md and "**does not hold**" in md  # LoRA worse than full here
     write_csv(tmp_path / "plots" / "lora" / "per_seed.csv",

@@ -96,10 +96,18 @@ def test_every_rendered_plot_names_its_x_and_y(repo):
 
 def test_forced_rerun_with_same_params_changes_no_tracked_byte(repo):
     d, env, _ = repo
-    stages = ["dropout_toy_train@plain", "dropout_toy_evaluate", "dropout_toy_plot", "report"]
+    # a train chain, and the evaluate stages that used to time the machine (timings: *_speed stages)
+    stages = ["dropout_toy_train@plain", "dropout_toy_evaluate", "dropout_toy_plot", "fox_evaluate",
+              "transformer_evaluate", "mamba_evaluate", "lora_evaluate", "report"]
     out = run([BIN / "dvc", "repro", "-f", "--single-item", *stages], d, env).stdout
     assert stages_run(out) == set(stages)
     assert run(["git", "status", "--porcelain"], d, env).stdout == ""  # dvc.lock, CSVs, PNG, README identical
+    # the CPU timings live in the speed stages' own files: rerunning one touches that file only
+    out = run([BIN / "dvc", "repro", "-f", "--single-item", "fox_speed"], d, env).stdout
+    assert stages_run(out) == {"fox_speed"}
+    changed = {line[3:] for line in run(["git", "status", "--porcelain"], d, env).stdout.splitlines()}
+    assert changed <= {"results/fox_speed.json", "dvc.lock"}, changed
+    run(["git", "checkout", "--", "."], d, env)
 
 
 def test_verify_passes_then_catches_a_tampered_metric(repo):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from mlpapers.stats import Claim, bootstrap, fmt, paired, ratio, summarize, verdict
+from mlpapers.stats import Claim, bootstrap, exact, fmt, fmt_verdict, paired, ratio, summarize, unpaired, verdict
 
 
 def test_t_interval_matches_hand_computation():
@@ -78,3 +78,24 @@ def test_ratio_interval():
     r = ratio([1.0, 1.1, 0.9], [1.0, 1.0, 1.0])
     assert r["mean"] == pytest.approx(1.0)
     assert verdict(r, Claim("above", 0.95)) == "inconclusive"
+
+
+def test_unpaired_is_welchs_interval_from_the_two_summaries():
+    from scipy.stats import ttest_ind
+
+    a, b = [31.2, 31.9, 31.5], [21.4, 24.9, 23.1, 22.8]
+    d = unpaired(summarize(a), summarize(b))
+    ci = ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d["mean"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert (d["ci_lo"], d["ci_hi"]) == pytest.approx((ci.low, ci.high))
+    # swapping the sides mirrors the interval
+    e = unpaired(summarize(b), summarize(a))
+    assert (e["ci_lo"], e["ci_hi"]) == pytest.approx((-d["ci_hi"], -d["ci_lo"]))
+
+
+def test_exact_values_are_decided_by_the_value_and_not_called_one_seed():
+    assert verdict(exact(0.0), Claim("below", 1.0)) == "holds"
+    assert verdict(exact(2.0), Claim("below", 1.0)) == "does not hold"
+    assert fmt_verdict(exact(0.0), Claim("below", 1.0)) == "**holds**"
+    one_run = bootstrap([0.1, 0.2, 0.3, 0.25])
+    assert fmt_verdict(one_run, Claim("above", 0.0)).endswith("(1 seed)")

@@ -112,7 +112,7 @@ def cmd_train(args) -> None:
     variants = list(exp.variants(load_config(exp, args.params)))
     if args.variant not in variants:
         raise ConfigError(f"{exp.name}: unknown variant '{args.variant}'; params.yaml defines {variants}")
-    exp, cfg, paths = _experiment(args, ("models", "plots"))
+    exp, cfg, paths = _experiment(args, ("models", "plots", "results"))
     from mlpapers import distributed
 
     n = paths.compute.processes
@@ -167,6 +167,16 @@ def split_results(paths, name: str) -> None:
     paths.results.mkdir(parents=True, exist_ok=True)
     write_json(paths.results / f"{name}.json", full)
     write_json(paths.metrics / f"{name}.json", headline)
+
+
+def cmd_speed(args) -> None:
+    from mlpapers.experiment import EXPERIMENTS, get_experiment
+
+    exp, cfg, paths = _experiment(args, ("results",))
+    if exp.speed is None:
+        raise ConfigError(f"experiment '{exp.name}' measures no speed; those that do: "
+                          f"{', '.join(n for n in EXPERIMENTS if get_experiment(n).speed)}")
+    exp.speed(cfg, paths)
 
 
 def cmd_plot(args) -> None:
@@ -265,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("variant", help="variant name from the experiment's params section")
     add("evaluate", cmd_evaluate, "evaluate an experiment's checkpoints into results/<exp>.json (every number), "
         "metrics/<exp>.json (headline) and plot data", True)
+    add("speed", cmd_speed, "measure CPU training/inference throughput of an experiment's models on this "
+        "machine into results/<exp>_speed.json (interleaved rounds; not byte-stable by nature)", True)
     add("plot", cmd_plot, "draw an experiment's PNG plots from its plot data", True)
     sp = add("report", cmd_report, "regenerate the results section of README.md from results/")
     sp.add_argument("--readme", default="README.md")

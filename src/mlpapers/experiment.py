@@ -68,6 +68,9 @@ class Experiment:
     plot: Callable[[Any, Paths], None]  # (cfg, paths): PNGs from the plot data
     prepare: Callable[[Any, Paths], None] | None = None  # (cfg, paths): data/prepared/...
     report: Callable[[Paths], str] | None = None  # markdown for the README results section
+    # (cfg, paths): results/<name>_speed.json, the CPU timings of this machine. The one stage
+    # whose output is not byte-stable, so kept apart from evaluate's results (README "Byte-stable")
+    speed: Callable[[Any, Paths], None] | None = None
 
 
 # experiment name -> "module:attribute" (imported on use, so one paper's import cost or

@@ -35,7 +35,7 @@ LEVEL = 0.95  # every interval in the README is a 95% interval
 Verdict = Literal["holds", "does not hold", "inconclusive"]
 
 
-def t_quantile(q: float, df: int) -> float:
+def t_quantile(q: float, df: float) -> float:
     """Quantile of Student's t with ``df`` degrees of freedom (scipy, imported on use)."""
     from scipy.stats import t
 
@@ -80,6 +80,24 @@ def ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> dict:
     if a.shape != b.shape or np.any(b == 0):
         raise ValueError("ratio() needs matching rounds and non-zero denominators")
     return summarize(a / b, level)
+
+
+def unpaired(a: dict, b: dict, level: float = LEVEL) -> dict:
+    """Difference of two independent means from their summaries (``summarize``), with a Welch t
+    interval: for runs that share no seeds (e.g. two architectures trained in different stages)."""
+    se = float(np.hypot(a["se"], b["se"]))
+    # Welch-Satterthwaite degrees of freedom (fractional, as in scipy's ttest_ind(equal_var=False))
+    df = se ** 4 / (a["se"] ** 4 / (a["n"] - 1) + b["se"] ** 4 / (b["n"] - 1)) if se > 0 else 1.0
+    half = t_quantile(0.5 + level / 2, max(df, 1.0)) * se
+    mean = a["mean"] - b["mean"]
+    return {"mean": mean, "std": float(np.hypot(a["std"], b["std"])), "se": se, "n": min(a["n"], b["n"]),
+            "ci_lo": mean - half, "ci_hi": mean + half, "level": level, "method": "Welch t (unpaired seeds)"}
+
+
+def exact(value: float) -> dict:
+    """A deterministic measurement (parameter counts, cache bytes) as a summary: its interval is
+    the value itself, so a verdict on it is decided by the value alone."""
+    return {"mean": value, "std": 0.0, "n": 1, "se": 0.0, "ci_lo": value, "ci_hi": value, "method": "exact"}
 
 
 def bootstrap(units: Sequence[float], level: float = LEVEL, resamples: int = 2000, seed: int = 0) -> dict:
@@ -152,10 +170,12 @@ def fmt(est: dict, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
 
 
 def fmt_verdict(est: dict, claim: Claim) -> str:
-    """The verdict in bold, with ``(1 seed)`` when it rests on a bootstrap of one run."""
+    """The verdict in bold, with ``(1 seed)`` when it rests on one run (a bootstrap over its
+    evaluation units); an ``exact`` value is a measurement without seeds."""
     v = verdict(est, claim)
-    return f"**{v}** (1 seed)" if est.get("n", 0) < 2 else f"**{v}**"
+    one_run = est.get("n", 0) < 2 and est.get("method") != "exact"
+    return f"**{v}** (1 seed)" if one_run else f"**{v}**"
 
 
-__all__ = ["LEVEL", "Claim", "summarize", "paired", "ratio", "bootstrap", "verdict", "fmt", "fmt_verdict",
-           "t_quantile"]
+__all__ = ["LEVEL", "Claim", "summarize", "paired", "ratio", "unpaired", "exact", "bootstrap", "verdict", "fmt",
+           "fmt_verdict", "t_quantile"]

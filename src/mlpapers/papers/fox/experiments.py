@@ -7,9 +7,11 @@
 * evaluate -- every (variant, seed) checkpoint in parallel (``evaluate_one``): perplexity at
              the training length, length extrapolation (over positions > L and over whole
              windows), gate analysis and ablations (``analysis.py``), attention distance,
-             incremental decoding in float32 and float64; then, alone, training throughput in
-             interleaved rounds. Seeds are summarised with ``mlpapers.stats`` (paired per seed)
-             into metrics/fox.json; per-seed and per-head detail goes to plots/fox/*.csv.
+             incremental decoding in float32 and float64. Seeds are summarised with
+             ``mlpapers.stats`` (paired per seed) into results/fox.json (headline: metrics/);
+             per-seed and per-head detail goes to plots/fox/*.csv.
+* speed   -- training throughput in interleaved rounds, alone, into results/fox_speed.json
+             (timings are the one output that differs between runs, so they have their own stage).
 """
 from __future__ import annotations
 
@@ -217,20 +219,11 @@ def evaluate_one(cfg: FoxConfig, paths: Paths, job: tuple[str, int]) -> dict:
 
 def evaluate(cfg: FoxConfig, paths: Paths) -> None:
     seed_everything(cfg.seeds[0])
-    train_ids, val_ids, vocab = load_data(paths)
+    _, val_ids, vocab = load_data(paths)
     jobs = [(v, s) for v in cfg.variants for s in cfg.seeds]
     res = {(r["variant"], r["seed"]): r for r in
            parallel_map(functools.partial(evaluate_one, cfg, paths), jobs, paths.compute)}
     out = summarize_results(cfg, res, vocab)
-    # training throughput, alone (after the pool), interleaved so that load hits every variant alike
-    models = {v: build(cfg, v, vocab) for v in cfg.variants}
-    tps = train_throughput(models, train_ids, cfg.train.batch_size, cfg.model.context, cfg.train.precision,
-                           cfg.eval.speed_steps, cfg.eval.speed_rounds, cfg.seeds[0])
-    out["throughput"] = {"train_tokens_per_cpu_s": {v: stats.summarize(t) for v, t in tps.items()},
-                         "precision": cfg.train.precision, "threads": torch.get_num_threads(),
-                         "rounds": cfg.eval.speed_rounds, "steps_per_round": cfg.eval.speed_steps}
-    if {"fox", "transformer_rope"} <= set(tps):
-        out["throughput"]["fox_over_rope"] = stats.ratio(tps["fox"], tps["transformer_rope"])
     L = cfg.model.context
     out["setup"] = {"context": L, "seeds": len(cfg.seeds), "corpus": cfg.data.corpus,
                     "vocab_size": vocab, "train_tokens": cfg.train.steps * cfg.train.batch_size * L,
@@ -240,6 +233,24 @@ def evaluate(cfg: FoxConfig, paths: Paths) -> None:
     write_json(paths.metrics / "fox.json", out)
     write_plot_data(cfg, res, paths, json.loads((paths.prepared / "fox" / "vocab.json").read_text(encoding="utf-8")),
                     val_ids)
+
+
+def speed(cfg: FoxConfig, paths: Paths) -> None:
+    """Training throughput of every variant on this machine (issue 7's "≥ 0.95x" target for FoX
+    against the RoPE Transformer): fresh models, interleaved rounds so that load hits every
+    variant alike, CPU time of this process. Its own stage and file (``results/fox_speed.json``):
+    timings differ between runs, every other output of the pipeline is byte-stable."""
+    seed_everything(cfg.seeds[0])
+    train_ids, _, vocab = load_data(paths)
+    models = {v: build(cfg, v, vocab) for v in cfg.variants}
+    tps = train_throughput(models, train_ids, cfg.train.batch_size, cfg.model.context, cfg.train.precision,
+                           cfg.eval.speed_steps, cfg.eval.speed_rounds, cfg.seeds[0])
+    out = {"train_tokens_per_cpu_s": {v: stats.summarize(t) for v, t in tps.items()},
+           "precision": cfg.train.precision, "threads": torch.get_num_threads(),
+           "rounds": cfg.eval.speed_rounds, "steps_per_round": cfg.eval.speed_steps}
+    if {"fox", "transformer_rope"} <= set(tps):
+        out["fox_over_rope"] = stats.ratio(tps["fox"], tps["transformer_rope"])
+    write_json(paths.results / "fox_speed.json", {"throughput": out})
 
 
 def gain(a: list[float], b: list[float]) -> dict:
@@ -358,6 +369,6 @@ def markdown(paths: Paths) -> str:
 
 FOX = Experiment(
     name="fox", config=FoxConfig, variants=lambda cfg: [*cfg.variants, "all"],
-    train=train, evaluate=evaluate, plot=plot, report=markdown, prepare=prepare,
+    train=train, evaluate=evaluate, plot=plot, report=markdown, prepare=prepare, speed=speed,
 )
 assert set(VARIANTS) >= set(Variant.__args__)  # the Literal and the model agree

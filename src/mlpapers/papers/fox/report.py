@@ -1,4 +1,5 @@
-"""FoX README section and claims table, built only from metrics/fox.json (plots: ``plots.py``).
+"""FoX README section and claims table, built only from results/fox.json and results/fox_speed.json
+(plots: ``plots.py``).
 
 Every verdict word comes from ``mlpapers.stats.verdict`` on a summary stored in the metrics
 (per-seed paired comparisons, or per-round ratios); thresholds are the claim's stated size,
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 from mlpapers import stats
 from mlpapers.experiment import Paths
-from mlpapers.stats import Claim
+from mlpapers.stats import Claim, exact
+from mlpapers.stats import fmt_verdict as word
 from mlpapers.utils import read_json
 
 # The seed README's claims (WikiText-2, word level) -- what we test, not our results.
@@ -23,18 +25,9 @@ LABELS = {"transformer": "Transformer (learned abs. pos.)", "transformer_rope": 
           "gla": "GLA (scalar gate, recurrent)"}
 
 
-def exact(value: float) -> dict:
-    """A deterministic measurement (parameter counts, cache bytes): its interval is the value itself."""
-    return {"mean": value, "std": 0.0, "n": 1, "se": 0.0, "ci_lo": value, "ci_hi": value, "method": "exact"}
-
-
-def word(est: dict, claim: Claim) -> str:
-    v = stats.verdict(est, claim)
-    return f"**{v}**" + (" (1 seed)" if est.get("n", 0) < 2 and est.get("method") != "exact" else "")
-
-
 def markdown(paths: Paths) -> str:
     m = read_json(paths.results / "fox.json")
+    m["throughput"] = read_json(paths.results / "fox_speed.json")["throughput"]  # the speed stage
     s, L = m["setup"], m["setup"]["context"]
     V = {v: m["variants"][v] for v in LABELS if v in m["variants"]}  # fixed order
     tps = m["throughput"]["train_tokens_per_cpu_s"]

@@ -234,9 +234,20 @@ def copy_double(model: LM) -> LM:
     return copy.deepcopy(model).double().eval()
 
 
-def evaluate(cfg: LoraConfig, paths: Paths) -> None:
+def speed(cfg: LoraConfig, paths: Paths) -> None:
+    """CPU time per update of every variant and per forward pass of merged and unmerged adapters
+    (``bench.timings``), into ``results/lora_speed.json``: timings, the one output that differs
+    between runs. ``train_cpu_s``: the variant's training cost, steps × CPU-s per update."""
     from mlpapers.papers.lora.bench import timings
 
+    data = load_domain(paths.raw / "multi30k", vocab(paths), SPLITS)
+    tp = timings(cfg, paths, data["train"][0])
+    cpu = {v: {k: t[k] * cfg.train.steps for k in ("mean", "ci_lo", "ci_hi")}
+           for v, t in tp["train_cpu_s_per_step"].items()}
+    write_json(paths.results / "lora_speed.json", {"throughput": tp, "train_cpu_s": cpu})
+
+
+def evaluate(cfg: LoraConfig, paths: Paths) -> None:
     voc = vocab(paths)
     seeds, names = cfg.seeds, ["pretrained", *cfg.variants]
     jobs = [(v, s) for v in names for s in seeds]
@@ -244,9 +255,6 @@ def evaluate(cfg: LoraConfig, paths: Paths) -> None:
            parallel_map(functools.partial(evaluate_one, cfg, paths), jobs, paths.compute)}
     data = load_domain(paths.raw / "multi30k", voc, SPLITS)
     out = summarize(cfg, res)
-    out["throughput"] = timings(cfg, paths, data["train"][0])
-    for v, t in out["throughput"]["train_cpu_s_per_step"].items():  # declared throughput metric
-        out["variants"][v]["train_cpu_s"] = {k: t[k] * cfg.train.steps for k in ("mean", "ci_lo", "ci_hi")}
     base = load_pretrained(cfg, paths, seeds[0])
     out["setup"] = {"seeds": len(seeds), "steps": cfg.train.steps, "batch_size": cfg.train.batch_size,
                     "context": base.cfg.block_size, "alpha": cfg.alpha, "base_params": trainable(base),
@@ -317,4 +325,4 @@ def markdown(paths: Paths) -> str:
 
 
 LORA = Experiment(name="lora", config=LoraConfig, variants=lambda cfg: [*cfg.variants, "all"],
-                  train=train, evaluate=evaluate, plot=plot, report=markdown)
+                  train=train, evaluate=evaluate, plot=plot, report=markdown, speed=speed)

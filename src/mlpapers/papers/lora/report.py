@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from mlpapers import stats
 from mlpapers.experiment import Paths
-from mlpapers.stats import Claim
+from mlpapers.stats import Claim, exact
+from mlpapers.stats import fmt_verdict as word
 from mlpapers.utils import read_json
 
 PARAM_FRACTION_PCT = 1.0  # the claim under test: "< 1% of the trainable parameters"
@@ -17,18 +18,14 @@ LABELS = {"pretrained": "pretrained on Tiny Shakespeare, zero-shot", "scratch": 
 
 
 def load(paths: Paths) -> dict:
-    """results/lora.json: every number the evaluate stage measured (metrics/ keeps only the headline)."""
-    return read_json(paths.results / "lora.json")
-
-
-def exact(value: float) -> dict:
-    """A deterministic count: its interval is the value itself."""
-    return {"mean": value, "std": 0.0, "n": 1, "se": 0.0, "ci_lo": value, "ci_hi": value, "method": "exact"}
-
-
-def word(est: dict, claim: Claim) -> str:
-    v = stats.verdict(est, claim)
-    return f"**{v}**" + (" (1 seed)" if est.get("n", 0) < 2 and est.get("method") != "exact" else "")
+    """results/lora.json (every number the evaluate stage measured; metrics/ keeps only the
+    headline) with the speed stage's CPU timings (results/lora_speed.json) joined in."""
+    m = read_json(paths.results / "lora.json")
+    sp = read_json(paths.results / "lora_speed.json")
+    m["throughput"] = sp["throughput"]
+    for v, cpu in sp["train_cpu_s"].items():
+        m["variants"][v]["train_cpu_s"] = cpu
+    return m
 
 
 def label(name: str) -> str:

@@ -9,9 +9,10 @@ retrained: their per-seed numbers are read from the FoX evaluate stage's plot da
 * train    -- every (variant, seed) with the shared ``fit()`` and FoX's ``LMTask``.
 * evaluate -- perplexity at L on the whole validation split, extrapolation to kL, recurrent
               decoding vs the parallel forward (fp32 and fp64) with the state size vs length
-              (FoX's ``decode_check``), then training throughput interleaved with a FoX
-              Transformer (RoPE) of the same trunk (FoX's ``train_throughput``). Summaries and
-              per-seed paired comparisons (``mlpapers.stats``) -> metrics/mamba.json.
+              (FoX's ``decode_check``). Summaries and per-seed paired comparisons
+              (``mlpapers.stats``) -> results/mamba.json (headline: metrics/mamba.json).
+* speed    -- training throughput interleaved with a FoX Transformer (RoPE) of the same trunk
+              (FoX's ``train_throughput``) -> results/mamba_speed.json (CPU timings).
 """
 from __future__ import annotations
 
@@ -163,17 +164,11 @@ def read_fox(paths: Paths) -> tuple[dict, dict]:
 def evaluate(cfg: MambaConfig, paths: Paths) -> None:
     fox = fox_config(paths)
     seed_everything(cfg.seeds[0])
-    train_ids, val_ids, vocab = load_data(paths)
+    _, val_ids, vocab = load_data(paths)
     jobs = [(v, s) for v in cfg.variants for s in cfg.seeds]
     res = {(r["variant"], r["seed"]): r for r in parallel_map(functools.partial(evaluate_one, cfg, paths), jobs,
                                                                paths.compute)}
     out = summarize_results(cfg, fox, res, vocab, *read_fox(paths))
-    models = {v: build(cfg, fox, v, vocab) for v in cfg.variants} | {"transformer_rope": build_fox(fox, "transformer_rope", vocab)}
-    tps = train_throughput(models, train_ids, fox.train.batch_size, fox.model.context, fox.train.precision,
-                           fox.eval.speed_steps, fox.eval.speed_rounds, cfg.seeds[0])
-    out["throughput"] = {"train_tokens_per_cpu_s": {v: stats.summarize(t) for v, t in tps.items()},
-                         "over_transformer_rope": {v: stats.ratio(tps[v], tps["transformer_rope"]) for v in cfg.variants},
-                         "rounds": fox.eval.speed_rounds, "steps_per_round": fox.eval.speed_steps}
     L = fox.model.context
     out["setup"] = {"context": L, "seeds": len(cfg.seeds), "steps": fox.train.steps, "batch_size": fox.train.batch_size,
                     "lr": fox.train.lr, "d_model": fox.model.d_model, "n_layer": fox.model.n_layer,
@@ -189,6 +184,22 @@ def evaluate(cfg: MambaConfig, paths: Paths) -> None:
     write_csv(paths.plots / "mamba" / "cache_memory.csv",
               [{"variant": v, "tokens": t, "cache_bytes": b} for v in cfg.variants
                for t, b in res[v, cfg.seeds[0]]["decode"]["cache_bytes"].items()])
+
+
+def speed(cfg: MambaConfig, paths: Paths) -> None:
+    """Training throughput of each Mamba variant and of the FoX RoPE Transformer on the same trunk,
+    interleaved in rounds (FoX's ``train_throughput`` and speed params), into
+    ``results/mamba_speed.json``: CPU timings, the one output that differs between runs."""
+    fox = fox_config(paths)
+    seed_everything(cfg.seeds[0])
+    train_ids, _, vocab = load_data(paths)
+    models = {v: build(cfg, fox, v, vocab) for v in cfg.variants} | {"transformer_rope": build_fox(fox, "transformer_rope", vocab)}
+    tps = train_throughput(models, train_ids, fox.train.batch_size, fox.model.context, fox.train.precision,
+                           fox.eval.speed_steps, fox.eval.speed_rounds, cfg.seeds[0])
+    out = {"train_tokens_per_cpu_s": {v: stats.summarize(t) for v, t in tps.items()},
+           "over_transformer_rope": {v: stats.ratio(tps[v], tps["transformer_rope"]) for v in cfg.variants},
+           "rounds": fox.eval.speed_rounds, "steps_per_round": fox.eval.speed_steps}
+    write_json(paths.results / "mamba_speed.json", {"throughput": out})
 
 
 def summarize_results(cfg: MambaConfig, fox: FoxConfig, res: dict, vocab: int, fox_ppl: dict, fox_cache: dict) -> dict:
@@ -246,4 +257,4 @@ def markdown(paths: Paths) -> str:
 
 
 MAMBA = Experiment(name="mamba", config=MambaConfig, variants=lambda cfg: [*cfg.variants, "all"],
-                   train=train, evaluate=evaluate, plot=plot, report=markdown)
+                   train=train, evaluate=evaluate, plot=plot, report=markdown, speed=speed)

@@ -9,22 +9,13 @@ from __future__ import annotations
 
 from mlpapers import stats
 from mlpapers.experiment import Paths
-from mlpapers.stats import Claim
+from mlpapers.stats import Claim, exact
+from mlpapers.stats import fmt_verdict as word
 from mlpapers.utils import read_json
 
 LABELS = {"mamba": "Mamba (S6)", "mamba2": "Mamba-2 (SSD)", "transformer": "Transformer (learned abs. pos.)",
           "transformer_rope": "Transformer (RoPE)", "fox": "FoX"}
 FP32_UNIT_ROUNDOFF = 2.0**-24
-
-
-def exact(value: float) -> dict:
-    """A deterministic measurement (bytes): its interval is the value itself."""
-    return {"mean": value, "std": 0.0, "n": 1, "se": 0.0, "ci_lo": value, "ci_hi": value, "method": "exact"}
-
-
-def word(est: dict, claim: Claim) -> str:
-    v = stats.verdict(est, claim)
-    return f"**{v}**" + (" (1 seed)" if est.get("n", 0) < 2 and est.get("method") != "exact" else "")
 
 
 def cell(est: dict | None, digits: int = 3) -> str:
@@ -34,7 +25,7 @@ def cell(est: dict | None, digits: int = 3) -> str:
 def markdown(paths: Paths) -> str:
     m = read_json(paths.results / "mamba.json")
     s, L = m["setup"], m["setup"]["context"]
-    tps = m["throughput"]["train_tokens_per_cpu_s"]
+    tps = read_json(paths.results / "mamba_speed.json")["throughput"]["train_tokens_per_cpu_s"]  # the speed stage
     kmax = max((int(k[:-1]) for e in m["extrapolation"].values() for k in e), default=None)
     lines = [
         "### Mamba: selective state spaces in the FoX benchmark (Gu & Dao 2023; Mamba-2: Dao & Gu 2024)",

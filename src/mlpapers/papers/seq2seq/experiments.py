@@ -206,8 +206,8 @@ def train_multi30k(cfg: Multi30kConfig, variant: str, paths: Paths) -> None:
     per_seed = parallel_map(functools.partial(train_multi30k_seed, cfg, variant, paths), cfg.seeds, paths.compute)
     write_history(paths.plots / "seq2seq_multi30k" / f"history_{variant}.csv", sum([h for h, _ in per_seed], []),
                   paths.root)
-    # validation numbers of this variant: what `dvc exp show` lists for the sweep
-    write_json(paths.metrics / "seq2seq_multi30k_train" / f"{variant}.json",
+    # validation numbers of this variant (the learning-rate sweep in the README selects on these)
+    write_json(paths.results / "seq2seq_multi30k_train" / f"{variant}.json",
                summaries(collect([v for _, v in per_seed])))
 
 

@@ -1,10 +1,12 @@
-"""Evaluate stage of the Transformer experiment: BLEU (Seq2Seq's decoders and sacreBLEU), the
-comparison with Luong's model at equal steps and equal training time, throughput, ablations.
+"""Evaluate and speed stages of the Transformer experiment. ``evaluate``: BLEU (Seq2Seq's decoders
+and sacreBLEU), the comparison with Luong's model at equal steps, ablations. ``speed``: CPU time
+per step of both models and the comparison at equal training time (timings: their own file).
 
 Kept apart from ``experiments.py`` so that changing the evaluation does not retrain.
 """
 from __future__ import annotations
 
+import csv
 import functools
 import time
 from dataclasses import replace
@@ -24,6 +26,7 @@ from mlpapers.papers.transformer.task import Harness, Schedule, TransformerTask
 from mlpapers.runner import parallel_map
 from mlpapers.train import fit, load_checkpoint
 from mlpapers.utils import read_json, resolve_device, seed_everything, write_csv, write_json
+
 
 def bleu(model: Transformer, src, refs, ven, d: Data, device, beam: int = 1) -> float:
     ids, _ = translate(Harness(model), src, d.max_decode_len, device, beam=beam, alpha=d.alpha)
@@ -79,8 +82,21 @@ def evaluate_job(cfg: TransformerExpConfig, paths: Paths, job: tuple[str, int]) 
 
 def luong_results(paths: Paths) -> dict:
     """The Seq2Seq evaluate stage's full results (a DVC dep; never retrained here)."""
-    full = paths.root / "results" / "seq2seq_multi30k.json"
-    return read_json(full if full.exists() else paths.metrics / "seq2seq_multi30k.json")
+    return read_json(paths.results / "seq2seq_multi30k.json")
+
+
+def luong_variant(s2s: Multi30kConfig) -> str:
+    """Luong's attention model: the Seq2Seq section's variant that is not the no-attention baseline."""
+    return next(v for v in s2s.models if v != "baseline")
+
+
+def seq2seq_config(cfg: TransformerExpConfig, paths: Paths) -> Multi30kConfig:
+    """The Seq2Seq section (Luong's recipe), checked for equal steps and batch with the Transformer's."""
+    s2s = load_section(Multi30kConfig, "seq2seq_multi30k", paths.root / "params.yaml")
+    if (s2s.train.steps, s2s.train.batch_size) != (cfg.train.steps, cfg.train.batch_size):
+        raise ValueError(f"transformer.train steps/batch ({cfg.train.steps}, {cfg.train.batch_size}) must equal "
+                         f"seq2seq_multi30k.train's ({s2s.train.steps}, {s2s.train.batch_size}): equal steps")
+    return s2s
 
 
 def throughput(cfg: TransformerExpConfig, s2s: Multi30kConfig, paths: Paths) -> dict:
@@ -89,13 +105,12 @@ def throughput(cfg: TransformerExpConfig, s2s: Multi30kConfig, paths: Paths) -> 
     vde, ven, splits = load_prepared(paths)
     tr = splits["train"]
     tcfg = replace(cfg.train, steps=cfg.throughput_steps, eval_every=0)
-    luong_variant = next(v for v in s2s.models if v != "baseline")
     per = {"luong": [], "transformer": []}
     for r in [-1, *range(cfg.throughput_rounds)]:  # round -1: an untimed warm-up of both models
         for name in per:
             seed_everything(max(r, 0))
             if name == "luong":
-                task = TranslationTask(build_luong(s2s.models[luong_variant], len(vde), len(ven)), tr["src"], tr["tgt"],
+                task = TranslationTask(build_luong(s2s.models[luong_variant(s2s)], len(vde), len(ven)), tr["src"], tr["tgt"],
                                        s2s.train.batch_size)
                 lcfg = replace(s2s.train, steps=cfg.throughput_steps, eval_every=0, device=cfg.train.device)
             else:
@@ -114,7 +129,7 @@ def throughput(cfg: TransformerExpConfig, s2s: Multi30kConfig, paths: Paths) -> 
                                                                       for s in range(cfg.throughput_steps)))
         tokens.append(n / cfg.throughput_steps)
     return {
-        "luong_variant": luong_variant,
+        "luong_variant": luong_variant(s2s),
         "cpu_s_per_step": {k: stats.summarize(v) for k, v in per.items()},
         "tokens_per_cpu_s": {k: stats.summarize(np.divide(tokens, v)) for k, v in per.items()},
         "transformer_over_luong_speed": stats.ratio(per["luong"], per["transformer"]),  # >1: Transformer faster
@@ -128,44 +143,22 @@ def interpolate(curve: dict[str, float], step: float) -> float:
     return float(np.interp(step, xs, ys))
 
 
-def unpaired(a: dict, b: dict) -> dict:
-    """Difference of two independent means from their summaries (Welch t interval); seeds are not paired."""
-    se = float(np.hypot(a["se"], b["se"]))
-    df = se ** 4 / (a["se"] ** 4 / (a["n"] - 1) + b["se"] ** 4 / (b["n"] - 1)) if se > 0 else 1.0
-    half = stats.t_quantile(0.5 + stats.LEVEL / 2, max(int(df), 1)) * se
-    mean = a["mean"] - b["mean"]
-    return {"mean": mean, "std": float(np.hypot(a["std"], b["std"])), "se": se, "n": min(a["n"], b["n"]),
-            "ci_lo": mean - half, "ci_hi": mean + half, "level": stats.LEVEL, "method": "Welch t (unpaired seeds)"}
-
-
 def evaluate(cfg: TransformerExpConfig, paths: Paths) -> None:
-    s2s = load_section(Multi30kConfig, "seq2seq_multi30k", paths.root / "params.yaml")
-    if (s2s.train.steps, s2s.train.batch_size) != (cfg.train.steps, cfg.train.batch_size):
-        raise ValueError(f"transformer.train steps/batch ({cfg.train.steps}, {cfg.train.batch_size}) must equal "
-                         f"seq2seq_multi30k.train's ({s2s.train.steps}, {s2s.train.batch_size}): equal steps")
+    s2s = seq2seq_config(cfg, paths)
     luong = luong_results(paths)
-    speed = throughput(cfg, s2s, paths)  # before the pool: no worker of ours competes with the timing
     jobs = jobs_of(cfg)
     results = parallel_map(functools.partial(evaluate_job, cfg, paths), jobs, paths.compute)
     base = [r for (v, _), r in zip(jobs, results) if v == "base"]
     per = collect([{k: v for k, v in r.items() if k != "curve"} for r in base])
-    lv = speed["luong_variant"]
+    lv = luong_variant(s2s)
     out: dict = {"decode": {"beam": cfg.data.beam, "alpha": cfg.data.alpha}, "luong_variant": lv,
                  "ablation_steps": cfg.ablation_steps, "batch_size": cfg.train.batch_size,
                  "n_train": len(load_prepared(paths)[2]["train"]["src"]),
                  "base": summaries(per), "curve": {k: stats.summarize([r["curve"][k] for r in base])
                                                    for k in base[0]["curve"]}}
     out["vs_luong_equal_steps"] = {
-        "beam": unpaired(out["base"]["bleu_test_2016_flickr"], luong[lv]["bleu_test_2016_flickr"]),
-        "greedy": unpaired(out["base"]["bleu_greedy_test_2016_flickr"], luong[lv]["bleu_greedy_test_2016_flickr"])}
-    # equal training time: Luong's steps x (Transformer steps per Luong step of CPU time), on the curve
-    ratio = speed["transformer_over_luong_speed"]["mean"]
-    matched = s2s.train.steps * ratio
-    at = [interpolate(r["curve"], matched) for r in base]
-    speed["equal_time"] = {"matched_steps": matched, "clipped": matched > cfg.train.steps,
-                           "bleu_greedy": stats.summarize(at),
-                           "minus_luong_greedy": unpaired(stats.summarize(at), luong[lv]["bleu_greedy_test_2016_flickr"])}
-    out["throughput"] = speed  # wall/CPU-clock dependent: skipped by tolerances
+        "beam": stats.unpaired(out["base"]["bleu_test_2016_flickr"], luong[lv]["bleu_test_2016_flickr"]),
+        "greedy": stats.unpaired(out["base"]["bleu_greedy_test_2016_flickr"], luong[lv]["bleu_greedy_test_2016_flickr"])}
     out["ablations"] = {}
     ref = collect([r["at_ablation_steps"] for r in base])
     for a in cfg.ablations:
@@ -177,3 +170,25 @@ def evaluate(cfg: TransformerExpConfig, paths: Paths) -> None:
     curve = [{"variant": "transformer", "seed": s, "step": int(k), "bleu": v}
              for s, r in zip(cfg.seeds, base) for k, v in r["curve"].items()]
     write_csv(paths.plots / NAME / "bleu_vs_step.csv", curve)
+
+
+def speed(cfg: TransformerExpConfig, paths: Paths) -> None:
+    """§4 / Table 2's cost side on this machine, into ``results/transformer_speed.json`` (CPU timings,
+    the one output that differs between runs): CPU seconds per training step of both models in
+    interleaved rounds, and the comparison at equal training time -- Luong's steps × (Transformer
+    steps per Luong step of CPU time), read off each seed's BLEU-vs-steps curve of the evaluate
+    stage (``plots/transformer/bleu_vs_step.csv``) and set against Luong's greedy BLEU."""
+    s2s = seq2seq_config(cfg, paths)
+    luong = luong_results(paths)
+    out = throughput(cfg, s2s, paths)
+    lv = out["luong_variant"]
+    curves: dict[int, dict[str, float]] = {}
+    with open(paths.plots / NAME / "bleu_vs_step.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            curves.setdefault(int(row["seed"]), {})[row["step"]] = float(row["bleu"])
+    matched = s2s.train.steps * out["transformer_over_luong_speed"]["mean"]
+    at = [interpolate(curves[s], matched) for s in cfg.seeds]
+    out["equal_time"] = {"matched_steps": matched, "clipped": matched > cfg.train.steps,
+                         "bleu_greedy": stats.summarize(at),
+                         "minus_luong_greedy": stats.unpaired(stats.summarize(at), luong[lv]["bleu_greedy_test_2016_flickr"])}
+    write_json(paths.results / f"{NAME}_speed.json", {"throughput": out})

@@ -154,7 +154,14 @@ def _evaluate(cfg: TransformerExpConfig, paths: Paths) -> None:  # its own modul
     evaluate(cfg, paths)
 
 
+def _speed(cfg: TransformerExpConfig, paths: Paths) -> None:
+    from mlpapers.papers.transformer.evaluate import speed
+
+    speed(cfg, paths)
+
+
 TRANSFORMER = Experiment(
     name=NAME, config=TransformerExpConfig, variants=lambda cfg: ["all"], train=train, evaluate=_evaluate,
     plot=lambda cfg, paths: _report().plot(cfg, paths), report=lambda paths: _report().markdown(paths),
+    speed=_speed,
 )

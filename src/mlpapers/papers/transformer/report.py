@@ -22,8 +22,7 @@ ABLATION_CLAIMS = {  # ablation -> (paper's statement, metric, claim on base - a
 
 
 def results_path(paths: Paths) -> Path:
-    full = paths.root / "results" / f"{NAME}.json"
-    return full if full.exists() else paths.metrics / f"{NAME}.json"
+    return paths.results / f"{NAME}.json"
 
 
 def plot(cfg, paths: Paths) -> None:
@@ -38,14 +37,13 @@ def plot(cfg, paths: Paths) -> None:
 
 
 def _luong(paths: Paths) -> dict:
-    full = paths.root / "results" / "seq2seq_multi30k.json"
-    return read_json(full if full.exists() else paths.metrics / "seq2seq_multi30k.json")
+    return read_json(paths.results / "seq2seq_multi30k.json")
 
 
 def markdown(paths: Paths) -> str:
     m = read_json(results_path(paths))
     lu = _luong(paths)[m["luong_variant"]]
-    b, tp = m["base"], m["throughput"]
+    b, tp = m["base"], read_json(paths.results / f"{NAME}_speed.json")["throughput"]  # the speed stage
     eq = tp["equal_time"]
     n = b["bleu_test_2016_flickr"]["n"]
     steps = max(int(k) for k in m["curve"])
