@@ -1,4 +1,4 @@
-"""Transformer plot and README section, built only from the evaluate stage's JSON; verdicts from mlpapers.stats."""
+"""Transformer plot and README section, built only from the evaluate and speed stages' JSON; verdicts from mlpapers.stats."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,7 +55,7 @@ def markdown(paths: Paths) -> str:
         f"Seq2Seq paper's data, tokens, batches and decoder, {n} seeds (mean ± std [95% interval]); Luong's numbers "
         f"are read from the Seq2Seq evaluate stage (not retrained). Equal steps: {steps:,} steps of the same batch "
         f"size. Equal time: the Transformer's greedy BLEU interpolated on its snapshot curve at Luong's steps × "
-        f"(Transformer steps per Luong step of CPU time, measured in the evaluate stage: {eq['matched_steps']:.0f} "
+        f"(Transformer steps per Luong step of CPU time, measured in the speed stage: {eq['matched_steps']:.0f} "
         f"steps{', clipped to the trained steps' if eq['clipped'] else ''}); CPU-time numbers depend on the machine. "
         f"Transformer vs Luong differences are unpaired (Welch t). Ablations: {m['ablation_steps']}-step "
         f"runs, greedy BLEU on the validation split, paired over seeds with the base run's snapshot at the same step. "
