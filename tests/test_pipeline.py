@@ -97,7 +97,7 @@ def test_every_rendered_plot_names_its_x_and_y(repo):
 def test_forced_rerun_with_same_params_changes_no_tracked_byte(repo):
     d, env, _ = repo
     # a train chain, and the evaluate stages that used to time the machine (timings: *_speed stages)
-    stages = ["dropout_toy_train@plain", "dropout_toy_evaluate", "dropout_toy_plot", "fox_evaluate",
+    stages = ["dropout_toy_train@plain", "dropout_toy_evaluate", "fox_evaluate",
               "transformer_evaluate", "mamba_evaluate", "lora_evaluate", "report"]
     out = run([BIN / "dvc", "repro", "-f", "--single-item", *stages], d, env).stdout
     assert stages_run(out) == set(stages)
@@ -132,7 +132,7 @@ def test_changing_one_param_reruns_only_its_stages(repo):
     params["dropout_toy"]["models"]["dropout"]["p_hidden"] = 0.25
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run([BIN / "dvc", "repro"], d, env).stdout
-    assert stages_run(out) == {"dropout_toy_train@dropout", "dropout_toy_evaluate", "dropout_toy_plot", "report"}
+    assert stages_run(out) == {"dropout_toy_train@dropout", "dropout_toy_evaluate", "report"}
     diff = json.loads(run([BIN / "dvc", "metrics", "diff", "HEAD", "--json"], d, env).stdout)
     changed = diff["metrics/dropout_toy.json"]
     assert any(v.get("diff") for v in changed.values())  # e.g. dropout.test_acc.mean moved

@@ -149,6 +149,8 @@ def cmd_evaluate(args) -> None:
     exp, cfg, paths = _experiment(args, ("metrics", "results", "plots"))
     exp.evaluate(cfg, paths)
     split_results(paths, exp.name)
+    if not args.no_plot:  # one stage per experiment's evaluation: numbers, plot data, then the figures
+        exp.plot(cfg, paths)
 
 
 def split_results(paths, name: str) -> None:
@@ -273,11 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("prepare", cmd_prepare, "turn raw files into the experiment's prepared data (data/prepared/)", True)
     sp = add("train", cmd_train, "train one variant of an experiment for every seed (models/, plots/<exp>/history_*)", True)
     sp.add_argument("variant", help="variant name from the experiment's params section")
-    add("evaluate", cmd_evaluate, "evaluate an experiment's checkpoints into results/<exp>.json (every number), "
-        "metrics/<exp>.json (headline) and plot data", True)
+    sp = add("evaluate", cmd_evaluate, "evaluate an experiment's checkpoints into results/<exp>.json (every "
+             "number), metrics/<exp>.json (headline), plot data and its PNG plots", True)
+    sp.add_argument("--no-plot", action="store_true", help="skip drawing the PNGs (`mlpapers plot` draws them)")
     add("speed", cmd_speed, "measure CPU training/inference throughput of an experiment's models on this "
         "machine into results/<exp>_speed.json (interleaved rounds; not byte-stable by nature)", True)
-    add("plot", cmd_plot, "draw an experiment's PNG plots from its plot data", True)
+    add("plot", cmd_plot, "redraw an experiment's PNG plots from its plot data, without evaluating again "
+        "(the evaluate stage draws them too)", True)
     sp = add("report", cmd_report, "regenerate the results section of README.md from results/")
     sp.add_argument("--readme", default="README.md")
     sp = add("sample", cmd_sample, "generate text from a trained FoX/Transformer LM checkpoint "

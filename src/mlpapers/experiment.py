@@ -65,7 +65,7 @@ class Experiment:
     variants: Callable[[Any], Sequence[str]]  # cfg -> trainable variant names
     train: Callable[[Any, str, Paths], None]  # (cfg, variant, paths): checkpoints + history
     evaluate: Callable[[Any, Paths], None]  # (cfg, paths): metrics/<name>*.json + plot data
-    plot: Callable[[Any, Paths], None]  # (cfg, paths): PNGs from the plot data
+    plot: Callable[[Any, Paths], None]  # (cfg, paths): PNGs from the plot data (after evaluate, same stage)
     prepare: Callable[[Any, Paths], None] | None = None  # (cfg, paths): data/prepared/...
     report: Callable[[Paths], str] | None = None  # markdown for the README results section
     # (cfg, paths): results/<name>_speed.json, the CPU timings of this machine. The one stage
