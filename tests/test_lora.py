@@ -184,5 +184,9 @@ def test_report_renders_verdicts_from_summaries(tmp_path):
               [{"variant": family(cfg, r["variant"]), "model": r["variant"], "seed": r["seed"],
                 "trainable_params": r["trainable"], "val_ppl": math.exp(r["val_loss"]),
                 "test_ppl": math.exp(r["test_loss"])} for r in res.values()])
+    (tmp_path / "results" / "lora_speed.json").unlink()  # the evaluate stage's figure reads no timing
     report.plot_all(cfg, paths)
     assert (tmp_path / "plots" / "lora.png").stat().st_size > 0
+    write_json(tmp_path / "results" / "lora_speed.json", speed)
+    report.plot_speed(paths)  # the speed stage's figure: quality against measured CPU time
+    assert (tmp_path / "plots" / "lora_speed.png").stat().st_size > 0

@@ -245,6 +245,9 @@ def speed(cfg: LoraConfig, paths: Paths) -> None:
     cpu = {v: {k: t[k] * cfg.train.steps for k in ("mean", "ci_lo", "ci_hi")}
            for v, t in tp["train_cpu_s_per_step"].items()}
     write_json(paths.results / "lora_speed.json", {"throughput": tp, "train_cpu_s": cpu})
+    from mlpapers.papers.lora.report import plot_speed
+
+    plot_speed(paths)  # quality (results/lora.json) against the cost just measured
 
 
 def evaluate(cfg: LoraConfig, paths: Paths) -> None:

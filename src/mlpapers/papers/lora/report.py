@@ -115,20 +115,17 @@ def markdown(paths: Paths) -> str:
         lines.append(f"| {label(v)}: merged has no extra inference cost ({arch}) | merged/base CPU time "
                      f"{stats.fmt(mo, 3)}; unmerged adapter/base {stats.fmt(ao, 3)} | within 1 ± {margin:.3f} "
                      f"(identical-copy noise) | {word(mo, Claim('within', 1.0, margin)) if margin > 0 else '**inconclusive**'} |")
-    lines += ["", "![LoRA: validation perplexity vs trainable parameters](plots/lora.png)"]
+    lines += ["", "![LoRA: validation perplexity vs trainable parameters](plots/lora.png) "
+              "![LoRA: validation perplexity vs training CPU-seconds](plots/lora_speed.png)"]
     return "\n".join(lines)
 
 
-def plot_all(cfg, paths: Paths) -> None:
-    """plots/lora.png: val ppl vs trainable parameters (log) and vs training CPU-seconds."""
+def _points(m: dict, paths: Paths) -> dict[str, list]:
+    """family -> [(trainable params, training CPU-s or 0, val ppl mean, std, variant)], from per_seed.csv."""
     import csv
 
-    from mlpapers.plotting import plt, save_figure
-
-    m = load(paths)
     with open(paths.plots / "lora" / "per_seed.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     fams: dict[str, list] = {}
     for v, r in m["variants"].items():
         fam = next(row["variant"] for row in rows if row["model"] == v)
@@ -137,23 +134,41 @@ def plot_all(cfg, paths: Paths) -> None:
         sd = (sum((p - mean) ** 2 for p in ppl) / max(1, len(ppl) - 1)) ** 0.5
         cpu = r.get("train_cpu_s", {}).get("mean", 0.0)
         fams.setdefault(fam, []).append((max(r["trainable_params"], 1), cpu, mean, sd, v))
+    return fams
+
+
+def _figure(fams: dict[str, list], x: int, xlabel: str, title: str, path) -> None:
+    from mlpapers.plotting import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 4))
     for fam, pts in fams.items():
         if fam.startswith("pretrained"):
-            for ax in (ax1, ax2):
-                ax.axhline(pts[0][2], ls=":", color="grey", label=fam)
+            ax.axhline(pts[0][2], ls=":", color="grey", label=fam)
             continue
-        pts.sort()
-        n, cpu, mean, sd, names = zip(*pts)
-        ax1.errorbar(n, mean, yerr=sd, marker="o", capsize=3, label=fam)
-        ax2.errorbar(cpu, mean, yerr=sd, marker="o", capsize=3, ls="none", label=fam)
+        pts = sorted(pts, key=lambda p: p[x])
+        xs, mean, sd, names = [p[x] for p in pts], [p[2] for p in pts], [p[3] for p in pts], [p[4] for p in pts]
+        ax.errorbar(xs, mean, yerr=sd, marker="o", capsize=3, ls="-" if x == 0 else "none", label=fam)
         if fam.startswith("lora"):
-            for x, y, name in zip(n, mean, names):
-                ax1.annotate(name.split("_")[-1], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax1.set_xscale("log")
-    ax1.set_xlabel("trainable parameters")
-    ax2.set_xlabel("training CPU-seconds (steps × measured CPU-s per update)")
-    for ax in (ax1, ax2):
-        ax.set_ylabel("validation perplexity (Multi30k en, per char)")
-    ax1.legend(fontsize=7)
-    ax1.set_title("LoRA vs full fine-tuning vs scratch (mean ± std over seeds)", fontsize=8)
-    save_figure(fig, paths.plots / "lora.png")
+            for xi, y, name in zip(xs, mean, names):
+                ax.annotate(name.split("_")[-1], (xi, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if x == 0:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation perplexity (Multi30k en, per char)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_all(cfg, paths: Paths) -> None:
+    """plots/lora.png (evaluate stage): val ppl vs trainable parameters. Model outputs only, so
+    the figure is byte-stable; the CPU-time view is the speed stage's plots/lora_speed.png."""
+    fams = _points(read_json(paths.results / "lora.json"), paths)
+    _figure(fams, 0, "trainable parameters", "LoRA vs full fine-tuning vs scratch (mean ± std over seeds)",
+            paths.plots / "lora.png")
+
+
+def plot_speed(paths: Paths) -> None:
+    """plots/lora_speed.png (speed stage): val ppl vs training CPU-seconds measured on this machine."""
+    _figure(_points(load(paths), paths), 1, "training CPU-seconds (steps × measured CPU-s per update)",
+            "LoRA: quality vs training cost on this CPU (mean ± std over seeds)", paths.plots / "lora_speed.png")
