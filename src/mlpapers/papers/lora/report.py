@@ -13,6 +13,10 @@ from mlpapers.stats import fmt_verdict as word
 from mlpapers.utils import read_json
 
 PARAM_FRACTION_PCT = 1.0  # the claim under test: "< 1% of the trainable parameters"
+# "No additional inference latency" (Section 4.1): a one-sided claim (not slower), which a timing can only
+# bound. The merged model's forward pass costs less than 5% of the base model's more than an identical copy
+# of the base does in the same rounds.
+LATENCY_MARGIN = 0.05
 LABELS = {"pretrained": "pretrained on Tiny Shakespeare, zero-shot", "scratch": "trained from scratch",
           "full": "full fine-tuning"}
 
@@ -84,9 +88,10 @@ def markdown(paths: Paths) -> str:
         "gives. *< 1% of the parameters*: the paper's size, an exact count. *Merged = adapter*: max |logit "
         "difference| over the float32 rounding bound of the two paths (measured with float64 copies), per seed, "
         "below 1 (an error in the merge, e.g. a missing α/r, is orders of magnitude above it). "
-        "*No extra inference cost*: forward CPU time of the merged model over the base model, per round, within "
-        f"the largest deviation two identical base-model copies showed ({100 * tp['control_max_dev']:.1f}%, "
-        "measured in the same rounds); the unmerged adapter is timed for contrast.",
+        "*No extra inference cost*: per interleaved round, the merged model's forward CPU time over the base "
+        "model's minus that of an identical copy of the base (the copy absorbs machine effects; the order rotates "
+        f"every round), below +{LATENCY_MARGIN:g} (the paper claims none; a timing can only bound it); the unmerged adapter "
+        f"is timed for contrast. The identical copies' own ratio: {stats.fmt(tp['control_ratio'], 3)}.",
         "",
         "| Claim | Estimate (mean ± std [95% CI]) | Holds if | Verdict |",
         "|---|---|---|---|",
@@ -110,11 +115,11 @@ def markdown(paths: Paths) -> str:
                      f"{word(c['merge_diff_of_bound'], Claim('below', 1.0))} |")
         arch = "same class, modules and " + f"{c['merged_params']:,} parameters as the base" \
             if c["merged_same_architecture"] else "NOT the base architecture"
-        mo, ao = tp["merged_over_base"][v], tp["adapter_over_base"][v]
-        margin = tp["control_max_dev"]
-        lines.append(f"| {label(v)}: merged has no extra inference cost ({arch}) | merged/base CPU time "
-                     f"{stats.fmt(mo, 3)}; unmerged adapter/base {stats.fmt(ao, 3)} | within 1 ± {margin:.3f} "
-                     f"(identical-copy noise) | {word(mo, Claim('within', 1.0, margin)) if margin > 0 else '**inconclusive**'} |")
+        mo, ao, mc = tp["merged_over_base"][v], tp["adapter_over_base"][v], tp["merged_minus_copy"][v]
+        lines.append(f"| {label(v)}: merged has no extra inference cost ({arch}) | merged/base − copy/base "
+                     f"{stats.fmt(mc, 3)} (merged/base {stats.fmt(mo, 3)}; unmerged adapter/base "
+                     f"{stats.fmt(ao, 3)}) | < +{LATENCY_MARGIN:g} (not slower) | "
+                     f"{word(mc, Claim('below', LATENCY_MARGIN))} |")
     lines += ["", "![LoRA: validation perplexity vs trainable parameters](plots/lora.png) "
               "![LoRA: validation perplexity vs training CPU-seconds](plots/lora_speed.png)"]
     return "\n".join(lines)
