@@ -88,10 +88,11 @@ def markdown(paths: Paths) -> str:
         "gives. *< 1% of the parameters*: the paper's size, an exact count. *Merged = adapter*: max |logit "
         "difference| over the float32 rounding bound of the two paths (measured with float64 copies), per seed, "
         "below 1 (an error in the merge, e.g. a missing α/r, is orders of magnitude above it). "
-        "*No extra inference cost*: per interleaved round, the merged model's forward CPU time over the base "
-        "model's minus that of an identical copy of the base (the copy absorbs machine effects; the order rotates "
-        f"every round), below +{LATENCY_MARGIN:g} (the paper claims none; a timing can only bound it); the unmerged adapter "
-        f"is timed for contrast. The identical copies' own ratio: {stats.fmt(tp['control_ratio'], 3)}.",
+        "*No extra inference cost*: per round, the merged model's forward CPU time over the base model's minus "
+        "that of an identical copy of the base (the copy absorbs machine effects; forward passes alternate one at "
+        f"a time in rotating order), below +{LATENCY_MARGIN:g} (the paper claims none; a timing can only bound "
+        f"it); the unmerged adapter is timed for contrast. The identical copies' own ratio: "
+        f"{stats.fmt(tp['control_ratio'], 3)}.",
         "",
         "| Claim | Estimate (mean ± std [95% CI]) | Holds if | Verdict |",
         "|---|---|---|---|",
