@@ -59,9 +59,6 @@ def timings(cfg, paths, train_ids: torch.Tensor) -> dict:
     for v in models:  # warm-up
         models[v].train()
         update(v)
-    with torch.no_grad():
-        for m in infer.values():
-            m.eval()(x)
 
     def rotated(keys: list[str], r: int) -> list[str]:  # round r starts at the r-th model: no fixed order
         return keys[r % len(keys):] + keys[:r % len(keys)]
@@ -74,6 +71,8 @@ def timings(cfg, paths, train_ids: torch.Tensor) -> dict:
                 update(v)
             train_t[v].append((time.process_time() - t0) / ev.speed_steps)
     with torch.no_grad():  # inference rounds on their own, one forward pass at a time, models interleaved
+        for m in infer.values():  # eval mode (the adapters are the models just trained) and a warm-up pass
+            m.eval()(x)
         for r in range(ev.speed_rounds):
             spent = dict.fromkeys(infer, 0.0)
             for step in range(ev.speed_steps):
@@ -86,7 +85,6 @@ def timings(cfg, paths, train_ids: torch.Tensor) -> dict:
     out = {"train_cpu_s_per_step": {v: stats.summarize(t) for v, t in train_t.items()},
            "forward_cpu_s": {k: stats.summarize(t) for k, t in infer_t.items()},
            "control_ratio": stats.ratio(infer_t["base_copy"], infer_t["base"]),
-           "control_max_dev": max(abs(a / b - 1) for a, b in zip(infer_t["base_copy"], infer_t["base"])),
            "merged_over_base": {}, "adapter_over_base": {}, "merged_minus_copy": {},
            "rounds": ev.speed_rounds, "steps_per_round": ev.speed_steps, "batch": B,
            "threads": torch.get_num_threads()}
